@@ -1,0 +1,1 @@
+"""Application services without Qt: study/worklist model, analysis pipeline, case library, export."""
