@@ -222,29 +222,56 @@ def _features_trunk(builder: Callable[..., nn.Module], out_dim: int, extra: list
 def _register_torchvision() -> None:
     from torchvision import models as tv
 
-    for depth, dim in (("18", 512), ("34", 512), ("50", 2048)):
-        register(f"resnet{depth}", "resnet", f"ResNet-{depth} (He et al.); papers 000, 001, 003")(
-            lambda b=getattr(tv, f"resnet{depth}"): _resnet_trunk(b)
-        )
-    register("squeezenet1_1", "squeezenet", "SqueezeNet 1.1; paper 000")(
-        lambda: _features_trunk(tv.squeezenet1_1, 512)
-    )
-    register("densenet121", "densenet", "DenseNet-121; paper 000")(
-        lambda: _features_trunk(tv.densenet121, 1024, [nn.ReLU(inplace=False)])
-    )
-    for depth in ("16", "19"):
-        register(f"vgg{depth}", "vgg", f"VGG-{depth} conv trunk with a GAP head; paper 004")(
-            lambda b=getattr(tv, f"vgg{depth}"): _features_trunk(b, 512)
-        )
-    register("mobilenet_v3_small", "mobilenet", "MobileNetV3-Small: small and fast on CPU")(
-        lambda: _features_trunk(tv.mobilenet_v3_small, 576)
-    )
-    register("mobilenet_v3_large", "mobilenet", "MobileNetV3-Large: fast on CPU")(
-        lambda: _features_trunk(tv.mobilenet_v3_large, 960)
-    )
-    register("efficientnet_b0", "efficientnet", "EfficientNet-B0: accurate for its CPU cost")(
-        lambda: _features_trunk(tv.efficientnet_b0, 1280)
-    )
+    table = [
+        # name, family, description, trunk builder
+        ("resnet18", "resnet", "ResNet-18; papers 000, 002", lambda: _resnet_trunk(tv.resnet18)),
+        ("resnet34", "resnet", "ResNet-34; paper 003", lambda: _resnet_trunk(tv.resnet34)),
+        ("resnet50", "resnet", "ResNet-50; papers 000, 001, 003", lambda: _resnet_trunk(tv.resnet50)),
+        (
+            "squeezenet1_1",
+            "squeezenet",
+            "SqueezeNet 1.1; paper 000",
+            lambda: _features_trunk(tv.squeezenet1_1, 512),
+        ),
+        (
+            "densenet121",
+            "densenet",
+            "DenseNet-121; paper 000",
+            lambda: _features_trunk(tv.densenet121, 1024, [nn.ReLU(inplace=False)]),
+        ),
+        (
+            "vgg16",
+            "vgg",
+            "VGG-16 conv trunk with a GAP head; paper 004",
+            lambda: _features_trunk(tv.vgg16, 512),
+        ),
+        (
+            "vgg19",
+            "vgg",
+            "VGG-19 conv trunk with a GAP head; paper 004",
+            lambda: _features_trunk(tv.vgg19, 512),
+        ),
+        (
+            "mobilenet_v3_small",
+            "mobilenet",
+            "MobileNetV3-Small: small and fast on CPU",
+            lambda: _features_trunk(tv.mobilenet_v3_small, 576),
+        ),
+        (
+            "mobilenet_v3_large",
+            "mobilenet",
+            "MobileNetV3-Large: fast on CPU",
+            lambda: _features_trunk(tv.mobilenet_v3_large, 960),
+        ),
+        (
+            "efficientnet_b0",
+            "efficientnet",
+            "EfficientNet-B0: accurate for its CPU cost",
+            lambda: _features_trunk(tv.efficientnet_b0, 1280),
+        ),
+    ]
+    for name, family, description, build in table:
+        register(name, family, description)(build)
 
 
 _register_torchvision()
