@@ -48,7 +48,7 @@ class PreprocessSpec:
     crop_borders: bool = True
     blank_low: int = 8
     blank_high: int = 250
-    min_row_occupancy: float = 0.10
+    min_row_occupancy: float = 0.30
     max_crop_fraction: float = 0.25
     clahe: bool = False
     clahe_clip: float = 2.0
