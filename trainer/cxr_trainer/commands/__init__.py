@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Verb modules, in the order they appear in --help. Each defines register(subparsers).
-VERB_MODULES: list[str] = []
+VERB_MODULES: list[str] = ["build_index"]
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:
