@@ -43,6 +43,7 @@ import numpy as np
 
 from cxrviewer.core.preprocess import to_uint8
 from cxrviewer.ml.retrieval import KnnIndex, Vote, l2_normalise, neighbour_vote
+from cxrviewer.services.result import Neighbour as ResultNeighbour
 
 SCHEMA_VERSION = 1
 THUMBNAIL_SIZE = 128
@@ -588,6 +589,14 @@ class CaseLibrary:
             raise KeyError(f"no case {case_id} in library {self.path.name}")
         return self._row_to_case(row, full=True)
 
+    def thumbnail(self, case_id: int) -> bytes:
+        """One case's PNG thumbnail; ``KeyError`` if absent."""
+        with self._lock:
+            row = self._con.execute("SELECT thumbnail FROM cases WHERE id = ?", (int(case_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no case {case_id} in library {self.path.name}")
+        return bytes(row[0])
+
     def get(self, case_id: int) -> Case:
         """One case with its thumbnail and embedding; ``KeyError`` if absent."""
         with self._lock:
@@ -673,11 +682,41 @@ class LibrarySet:
     """
 
     def __init__(self, libraries: Iterable[CaseLibrary] = ()):
-        self.libraries: list[CaseLibrary] = list(libraries)
+        self.libraries: list[CaseLibrary] = []
+        for lib in libraries:
+            self.add(lib)
 
     def add(self, library: CaseLibrary) -> None:
-        """Search ``library`` too."""
+        """Search ``library`` too (library names must differ: results name their library)."""
+        if any(lib.name == library.name for lib in self.libraries):
+            raise ValueError(f"a library named {library.name!r} is already in the set")
         self.libraries.append(library)
+
+    def library(self, name: str) -> CaseLibrary:
+        """The library called ``name``; ``KeyError`` if none."""
+        for lib in self.libraries:
+            if lib.name == name:
+                return lib
+        raise KeyError(f"no case library named {name!r}")
+
+    def thumbnail(self, neighbour: Neighbour) -> bytes:
+        """The PNG thumbnail of a retrieved case."""
+        return self.library(neighbour.library).thumbnail(neighbour.case_id)
+
+    def result_neighbours(self, neighbours: Sequence[Neighbour]) -> list[ResultNeighbour]:
+        """The neighbours as :class:`cxrviewer.services.result.Neighbour` records, thumbnails included."""
+        return [
+            ResultNeighbour(
+                case_id=str(n.case_id),
+                library=n.library,
+                label=n.label,
+                distance=n.distance,
+                thumbnail_png=self.thumbnail(n),
+                source=n.source,
+                licence=n.licence,
+            )
+            for n in neighbours
+        ]
 
     def stale(self, model_id: str) -> list[CaseLibrary]:
         """The libraries that must be re-embedded or rebuilt before ``model_id`` can search them."""

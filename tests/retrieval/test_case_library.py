@@ -234,6 +234,13 @@ def test_library_set_merges_by_distance(tmp_path):
         assert [(n.library, n.case_id) for n in found] == expected
         np.testing.assert_allclose([n.distance for n in found], dist, atol=1e-6)
 
+        converted = both.result_neighbours(found[:2])
+        assert converted[0].case_id == str(found[0].case_id) and converted[0].library == found[0].library
+        assert converted[0].thumbnail_png == both.library(found[0].library).get(found[0].case_id).thumbnail
+        assert converted[0].thumbnail_png.startswith(cl.PNG_SIGNATURE)
+        with pytest.raises(ValueError, match="already"):
+            both.add(mine)
+
         mine.reembed(OTHER, lambda cases: np.ones((len(cases), 4)))
         assert both.stale(MODEL) == [mine]
         with pytest.raises(LibraryModelMismatch, match="'mine'"):
