@@ -250,6 +250,8 @@ _CASE_COLUMNS = "id, label, source, licence, provenance, redistributable, create
 @dataclass
 class _Cache:
     version: int
+    name: str
+    model_id: str
     ids: np.ndarray
     labels: list[str]
     sources: list[str]
@@ -626,26 +628,37 @@ class CaseLibrary:
     def _data_version(self) -> int:
         return int(self._con.execute("PRAGMA data_version").fetchone()[0])
 
-    def _loaded(self) -> _Cache:
-        """The cached search matrix, reloaded when this or another connection has written since."""
+    def _loaded(self, model_id: str) -> _Cache:
+        """The cached search matrix for ``model_id``, reloaded when this or another connection has written.
+
+        Raises :class:`LibraryModelMismatch` (before loading anything) when the library is for another model.
+        """
         version = self._data_version()
-        if self._cache is not None and self._cache.version == version:
-            return self._cache
+        cache = self._cache
+        if cache is not None and cache.version == version:
+            if cache.model_id and cache.model_id != model_id:
+                raise LibraryModelMismatch(cache.name, cache.model_id, model_id)
+            return cache
         meta = self._meta()
+        name, lib_model = meta.get("name", self.path.stem), meta.get("model_id", "")
+        if lib_model and lib_model != model_id:
+            raise LibraryModelMismatch(name, lib_model, model_id)
         dim = int(meta.get("embedding_dim", "0"))
         rows = self._con.execute(
             "SELECT id, label, source, licence, model_id, embedding FROM cases ORDER BY id"
         ).fetchall()
         models = {r[4] for r in rows}
-        if len(models) > 1 or (models and models != {meta.get("model_id", "")}):
+        if len(models) > 1 or (models and models != {lib_model}):
             raise CaseLibraryError(
-                f"case library {meta.get('name')!r} holds embeddings from several models "
+                f"case library {name!r} holds embeddings from several models "
                 f"({', '.join(sorted(models))}); re-embed it"
             )
         matrix = np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32)
         matrix = matrix.reshape(len(rows), dim if rows else 0)
         self._cache = _Cache(
             version=version,
+            name=name,
+            model_id=lib_model,
             ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             labels=[r[1] for r in rows],
             sources=[r[2] for r in rows],
@@ -661,16 +674,14 @@ class CaseLibrary:
             LibraryModelMismatch: the library was built with another model than ``model_id``.
         """
         with self._lock:
-            lib_model = self._meta().get("model_id", "")
-            name = self.name
-            if lib_model and lib_model != model_id:
-                raise LibraryModelMismatch(name, lib_model, model_id)
-            cache = self._loaded()
+            cache = self._loaded(model_id)
         if cache.index.size == 0:
             return []
         idx, dist = cache.index.search(np.asarray(embedding, dtype=np.float32).reshape(-1), k)
         return [
-            Neighbour(name, int(cache.ids[i]), cache.labels[i], float(d), cache.sources[i], cache.licences[i])
+            Neighbour(
+                cache.name, int(cache.ids[i]), cache.labels[i], float(d), cache.sources[i], cache.licences[i]
+            )
             for i, d in zip(idx, dist, strict=True)
         ]
 
