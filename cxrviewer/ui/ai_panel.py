@@ -1,0 +1,177 @@
+"""The AI panel: per-class probabilities as bars, the operating point with its measured sensitivity and
+specificity, abstention and error reasons, warnings, model, backend and latency - under a permanent
+"Research use only" notice."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QProgressBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrviewer import INTENDED_USE
+from cxrviewer.services.result import AnalysisResult
+
+RESEARCH_NOTICE = "Research use only — not for diagnosis"
+
+
+def _fmt_pct(x: float | None) -> str:
+    return "—" if x is None else f"{100.0 * x:.0f} %"
+
+
+def _fmt_ci(ci: tuple[float, float] | None) -> str:
+    return "" if not ci else f" (95 % CI {100 * ci[0]:.0f}–{100 * ci[1]:.0f})"
+
+
+class AiPanel(QWidget):
+    """Shows one :class:`AnalysisResult`, a progress state, or why there is no analysis."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("AiPanel")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(8)
+
+        self.notice = QLabel(f"⚠  {RESEARCH_NOTICE}")
+        self.notice.setObjectName("researchNotice")
+        self.notice.setToolTip(INTENDED_USE)
+        self.notice.setWordWrap(True)
+        layout.addWidget(self.notice)
+
+        self.state = QLabel("No image analysed yet.")
+        self.state.setObjectName("aiState")
+        self.state.setWordWrap(True)
+        layout.addWidget(self.state)
+
+        self.bars_frame = QFrame()
+        self.bars = QGridLayout(self.bars_frame)
+        self.bars.setContentsMargins(0, 0, 0, 0)
+        self.bars.setHorizontalSpacing(8)
+        layout.addWidget(self.bars_frame)
+
+        self.operating_point = QLabel()
+        self.operating_point.setWordWrap(True)
+        self.operating_point.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.operating_point)
+
+        self.warnings = QLabel()
+        self.warnings.setObjectName("aiWarnings")
+        self.warnings.setWordWrap(True)
+        layout.addWidget(self.warnings)
+
+        self.model_info = QLabel()
+        self.model_info.setObjectName("aiModelInfo")
+        self.model_info.setWordWrap(True)
+        self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.model_info)
+        layout.addStretch(1)
+        self.result: AnalysisResult | None = None
+        self.show_idle()
+
+    # ------------------------------------------------------------------------------------------ states
+    def _clear_details(self) -> None:
+        while self.bars.count():
+            item = self.bars.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        for label in (self.operating_point, self.warnings, self.model_info):
+            label.clear()
+            label.setVisible(False)
+        self.bars_frame.setVisible(False)
+
+    def show_idle(self, text: str = "Open an image to analyse it.") -> None:
+        self.result = None
+        self._clear_details()
+        self.state.setText(text)
+
+    def show_running(self) -> None:
+        self.result = None
+        self._clear_details()
+        self.state.setText("Analysing…")
+
+    def show_unavailable(self, reason: str) -> None:
+        """No model can be used: viewing works, the panel says why and what to do."""
+        self.result = None
+        self._clear_details()
+        self.state.setText(
+            f"<b>No AI model available.</b><br>{reason}<br><br>Viewing, windowing and measurements work as"
+            " usual. Install a model folder (see Preferences ▸ Model) to enable the analysis."
+        )
+
+    def show_error(self, message: str) -> None:
+        self.result = None
+        self._clear_details()
+        self.state.setText(f"<b>Analysis failed.</b><br>{message}")
+
+    def show_result(self, result: AnalysisResult) -> None:
+        """Render ``result`` (ok, abstained or error)."""
+        self.result = result
+        self._clear_details()
+        if result.status == "abstained":
+            self.state.setText(
+                f"<b>No assessment: the model abstained.</b><br>{result.reason or 'no reason given'}"
+            )
+        elif result.status == "error":
+            self.state.setText(f"<b>Analysis failed.</b><br>{result.reason or 'unknown error'}")
+        else:
+            top = result.top_label
+            self.state.setText(f"Most likely: <b>{top}</b>" if top else "No scores.")
+        self._show_bars(result)
+        self._show_operating_point(result)
+        if result.warnings:
+            self.warnings.setText("\n".join(f"⚠ {w}" for w in result.warnings))
+            self.warnings.setVisible(True)
+        self._show_model_info(result)
+
+    def _show_bars(self, result: AnalysisResult) -> None:
+        if not result.probabilities:
+            return
+        positive = result.operating_point.positive_class if result.operating_point else None
+        for row, (name, p) in enumerate(sorted(result.probabilities.items(), key=lambda kv: -kv[1])):
+            label = QLabel(name)
+            bar = QProgressBar()
+            bar.setObjectName("probBar")
+            bar.setRange(0, 1000)
+            bar.setValue(round(1000 * float(p)))
+            bar.setTextVisible(True)
+            bar.setFormat(f"{100 * float(p):.1f} %")
+            bar.setProperty("positiveClass", name == positive)
+            bar.setAccessibleName(f"{name} probability")
+            self.bars.addWidget(label, row, 0)
+            self.bars.addWidget(bar, row, 1)
+        self.bars_frame.setVisible(True)
+
+    def _show_operating_point(self, result: AnalysisResult) -> None:
+        op = result.operating_point
+        if op is None:
+            return
+        verdict = ""
+        if op.positive is not None and result.status == "ok":
+            verdict = f"<br><b>{op.positive_class}: {'at or above' if op.positive else 'below'} threshold</b>"
+        self.operating_point.setText(
+            f"Operating point <b>{op.name}</b>: {op.positive_class} ≥ {op.threshold:.3f}<br>"
+            f"sensitivity {_fmt_pct(op.sensitivity)}{_fmt_ci(op.sensitivity_ci)}, "
+            f"specificity {_fmt_pct(op.specificity)}{_fmt_ci(op.specificity_ci)}{verdict}"
+        )
+        self.operating_point.setVisible(True)
+
+    def _show_model_info(self, result: AnalysisResult) -> None:
+        parts = [f"Model: {result.model_id or 'unknown'}"]
+        backend = result.backend or "unknown"
+        if result.backend_reason:
+            backend += f" ({result.backend_reason})"
+        parts.append(f"Backend: {backend}")
+        parts.append(f"Latency: {result.latency_ms:.0f} ms")
+        if result.heatmap_method:
+            cls = f" for {result.heatmap_class}" if result.heatmap_class else ""
+            parts.append(f"Heatmap: {result.heatmap_method}{cls}")
+        if result.saliency_outside_lungs is not None:
+            parts.append(f"Saliency outside the lungs: {100 * result.saliency_outside_lungs:.0f} %")
+        self.model_info.setText("\n".join(parts))
+        self.model_info.setVisible(True)

@@ -1,0 +1,735 @@
+"""The viewer's main window: image view(s) in the centre, docks for studies, AI, similar cases, metadata and
+the worklist, a toolbar with the viewing tools, and a status bar with the pixel readout.
+
+Everything slow happens in the two worker threads (:mod:`cxrviewer.ui.workers`): the window only posts
+requests and renders answers. Every answer is matched to the image it was asked for (by key), so answers for
+an image that is no longer on screen only update the worklist.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrviewer import INTENDED_USE, __version__
+from cxrviewer.core.windowing import Window
+from cxrviewer.resources import resources_dir
+from cxrviewer.services.result import AnalysisResult, Neighbour
+from cxrviewer.services.worklist import ItemStatus, Worklist
+from cxrviewer.ui.ai_panel import RESEARCH_NOTICE, AiPanel
+from cxrviewer.ui.array_image import decode_png
+from cxrviewer.ui.image_stats import PRESET_ORDER, LoadedImage, prepare_image
+from cxrviewer.ui.image_view import ImageView
+from cxrviewer.ui.metadata_panel import MetadataPanel
+from cxrviewer.ui.overlay_controls import OverlayControls
+from cxrviewer.ui.preferences_dialog import PreferencesDialog
+from cxrviewer.ui.settings import ViewerSettings, add_recent_path, load_settings, recent_paths, save_settings
+from cxrviewer.ui.similar_panel import SimilarCasesPanel
+from cxrviewer.ui.study_browser import StudyBrowser, image_sources
+from cxrviewer.ui.view_sync import ViewSync
+from cxrviewer.ui.workers import AnalysisClient, AnalyzerFactory, LoadClient
+from cxrviewer.ui.worklist_view import WorklistPanel
+
+CONTAINER_SUFFIXES = (".zip",)
+
+
+def is_container(path: Path) -> bool:
+    """Folders, ZIP archives and DICOMDIRs open as study trees; anything else as a single image."""
+    return path.is_dir() or path.suffix.lower() in CONTAINER_SUFFIXES or path.name.upper() == "DICOMDIR"
+
+
+def app_icon() -> QIcon:
+    """The application icon (``resources/icons/cxrviewer.svg``)."""
+    return QIcon(str(resources_dir() / "icons" / "cxrviewer.svg"))
+
+
+class MainWindow(QMainWindow):
+    """The viewer window.
+
+    Args:
+        analyzer_factory: builds ``analyze(image) -> AnalysisResult`` in the analysis thread on first use
+            (see :func:`cxrviewer.ui.analysis_backend.pipeline_factory`); tests inject a small one.
+        settings: the viewer settings (read from QSettings when None).
+        store: the QSettings to persist to (the user's when None).
+    """
+
+    first_painted = Signal()
+    image_shown = Signal(object)  # LoadedImage
+    analysis_shown = Signal(object)  # AnalysisResult
+
+    def __init__(
+        self,
+        analyzer_factory: AnalyzerFactory | None = None,
+        settings: ViewerSettings | None = None,
+        store: QSettings | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.settings = settings or load_settings(store)
+        if analyzer_factory is None:
+            from cxrviewer.ui.analysis_backend import pipeline_factory
+
+            analyzer_factory = pipeline_factory(self.settings)
+        self._painted = False
+        self._show_first_of_tree = False
+        self.current: LoadedImage | None = None
+        self.current_result: AnalysisResult | None = None
+        self.model_unavailable: str | None = None
+        self.batch_running = False
+        self.case_library = None
+
+        self.setWindowTitle(f"cxrviewer {__version__} — {RESEARCH_NOTICE}")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.resize(1440, 900)
+        self.setDockNestingEnabled(True)
+
+        self.loader = LoadClient(self)
+        self.analysis = AnalysisClient(analyzer_factory, self)
+        self._build_central()
+        self._build_docks()
+        self._build_actions()
+        self._build_status_bar()
+        self._wire()
+        self._apply_overlay_settings()
+
+    # ---------------------------------------------------------------------------------------- building
+    def _build_central(self) -> None:
+        self.view = ImageView()
+        self.compare_view = ImageView()
+        self.compare_title = QLabel()
+        self.compare_title.setObjectName("hint")
+        compare = QWidget()
+        cl = QVBoxLayout(compare)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(0)
+        cl.addWidget(self.compare_title)
+        cl.addWidget(self.compare_view, 1)
+        self.compare_panel = compare
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.view)
+        self.splitter.addWidget(compare)
+        compare.setVisible(False)
+        self.sync = ViewSync(self.view, self.compare_view)
+        self.setCentralWidget(self.splitter)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_docks(self) -> None:
+        self.browser = StudyBrowser()
+        self.studies_dock = self._dock(
+            "Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea, "studies"
+        )
+        self.metadata = MetadataPanel()
+        self.metadata_dock = self._dock(
+            "Metadata", self.metadata, Qt.DockWidgetArea.LeftDockWidgetArea, "metadata"
+        )
+        self.ai_panel = AiPanel()
+        self.overlay_controls = OverlayControls(self.settings)
+        ai = QWidget()
+        al = QVBoxLayout(ai)
+        al.setContentsMargins(0, 0, 0, 0)
+        al.addWidget(self.ai_panel, 1)
+        al.addWidget(self.overlay_controls)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(ai)
+        self.ai_dock = self._dock("AI assessment", scroll, Qt.DockWidgetArea.RightDockWidgetArea, "ai")
+        self.similar = SimilarCasesPanel()
+        self.similar_dock = self._dock(
+            "Similar cases", self.similar, Qt.DockWidgetArea.RightDockWidgetArea, "similar"
+        )
+        self.worklist = WorklistPanel()
+        self.worklist_dock = self._dock(
+            "Worklist", self.worklist, Qt.DockWidgetArea.BottomDockWidgetArea, "worklist"
+        )
+        self.worklist_dock.setVisible(False)
+        self.resizeDocks([self.studies_dock, self.ai_dock], [270, 330], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.ai_dock, self.similar_dock], [520, 330], Qt.Orientation.Vertical)
+
+    def _action(
+        self,
+        text: str,
+        slot: Callable[..., Any],
+        shortcut: QKeySequence | str | None = None,
+        checkable: bool = False,
+        tip: str | None = None,
+    ) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.setCheckable(checkable)
+        if tip:
+            act.setToolTip(f"{tip} ({act.shortcut().toString()})" if shortcut else tip)
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        self.addAction(act)
+        return act
+
+    def _build_actions(self) -> None:
+        mb = self.menuBar()
+        a = self.actions_by_name = {}
+        # File
+        a["open_file"] = self._action("Open &file…", self.open_file_dialog, QKeySequence.StandardKey.Open)
+        a["open_folder"] = self._action("Open f&older…", self.open_folder_dialog, "Ctrl+Shift+O")
+        a["open_compare"] = self._action(
+            "Open &prior for comparison…", self.open_compare_dialog, "Ctrl+Shift+P"
+        )
+        a["export_csv"] = self._action("Export worklist as &CSV…", lambda: self.export_worklist_dialog("csv"))
+        a["export_json"] = self._action(
+            "Export worklist as &JSON…", lambda: self.export_worklist_dialog("json")
+        )
+        a["preferences"] = self._action(
+            "&Preferences…", self.open_preferences, QKeySequence.StandardKey.Preferences
+        )
+        a["quit"] = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        fm = mb.addMenu("&File")
+        fm.addActions([a["open_file"], a["open_folder"], a["open_compare"]])
+        self.recent_menu = fm.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        fm.addSeparator()
+        fm.addActions([a["export_csv"], a["export_json"]])
+        fm.addSeparator()
+        fm.addActions([a["preferences"], a["quit"]])
+
+        # View
+        a["fit"] = self._action("&Fit", self.view.fit, "F", tip="Fit the image to the window")
+        a["one_to_one"] = self._action(
+            "&1:1", self.view.actual_pixels, "1", tip="One image pixel per screen pixel"
+        )
+        a["zoom_in"] = self._action(
+            "Zoom &in", lambda: self.view.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn
+        )
+        a["zoom_out"] = self._action(
+            "Zoom &out", lambda: self.view.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut
+        )
+        a["rotate_cw"] = self._action(
+            "Rotate &right", lambda: self.view.rotate(90), "R", tip="Rotate 90° clockwise"
+        )
+        a["rotate_ccw"] = self._action("Rotate &left", lambda: self.view.rotate(-90), "Shift+R")
+        a["flip_h"] = self._action("Flip &horizontal", lambda c: self.view.set_flip(horizontal=c), "H", True)
+        a["flip_v"] = self._action("Flip &vertical", lambda c: self.view.set_flip(vertical=c), "V", True)
+        a["reset_orientation"] = self._action("Reset &orientation", self._reset_orientation, "0")
+        a["invert"] = self._action("&Invert", self.view.set_inverted, "I", True, tip="Invert grey levels")
+        a["fullscreen"] = self._action(
+            "F&ull screen", self.toggle_full_screen, QKeySequence.StandardKey.FullScreen, True
+        )
+        a["fullscreen"].setShortcuts([QKeySequence("F11"), QKeySequence(QKeySequence.StandardKey.FullScreen)])
+        vm = mb.addMenu("&View")
+        vm.addActions([a["fit"], a["one_to_one"], a["zoom_in"], a["zoom_out"]])
+        vm.addSeparator()
+        vm.addActions([a["rotate_cw"], a["rotate_ccw"], a["flip_h"], a["flip_v"], a["reset_orientation"]])
+        vm.addSeparator()
+        vm.addAction(a["invert"])
+        wm = vm.addMenu("&Window presets")
+        for i, name in enumerate(PRESET_ORDER):
+            act = self._action(name.title(), functools.partial(self.apply_preset, name), f"F{i + 2}")
+            a[f"preset_{name}"] = act
+            wm.addAction(act)
+        vm.addSeparator()
+        self.docks_menu = vm.addMenu("&Panels")
+        for d in (self.studies_dock, self.metadata_dock, self.ai_dock, self.similar_dock, self.worklist_dock):
+            self.docks_menu.addAction(d.toggleViewAction())
+        a["close_compare"] = self._action("Close &comparison", self.close_compare, "Shift+C")
+        vm.addAction(a["close_compare"])
+        vm.addAction(a["fullscreen"])
+
+        # Tools
+        tools = QActionGroup(self)
+        tools.setExclusive(True)
+        for key, text, sc, tip in (
+            ("pan", "Pan", "P", "Left drag pans; wheel zooms"),
+            ("windowing", "W/L", "W", "Left drag adjusts window/level (right or middle drag always does)"),
+            ("distance", "Distance", "M", "Measure a distance (mm when the pixel spacing is known)"),
+            ("ctr", "CTR", "C", "Cardiothoracic ratio: draw the heart width, then the thorax width"),
+        ):
+            act = self._action(text, functools.partial(self.set_tool, key), sc, True, tip)
+            tools.addAction(act)
+            a[f"tool_{key}"] = act
+        a["tool_pan"].setChecked(True)
+        a["clear_measurements"] = self._action("Clear measurements", self.view.measurements.clear, "Delete")
+        tm = mb.addMenu("&Tools")
+        tm.addActions(tools.actions())
+        tm.addAction(a["clear_measurements"])
+
+        # Analysis
+        a["analyse"] = self._action("&Analyse image", self.analyse_current, "Ctrl+R")
+        a["cancel"] = self._action("&Cancel analysis", self.cancel_analysis, "Ctrl+.")
+        a["heatmap"] = self._action("Show &heatmap", self.overlay_controls.heatmap.setChecked, "O", True)
+        a["heatmap"].setChecked(self.settings.heatmap_visible)
+        a["mask"] = self._action("Show &lung mask", self.overlay_controls.mask.setChecked, "L", True)
+        a["mask"].setChecked(self.settings.mask_visible)
+        am = mb.addMenu("&Analysis")
+        am.addActions([a["analyse"], a["cancel"]])
+        am.addSeparator()
+        am.addActions([a["heatmap"], a["mask"]])
+        am.addSeparator()
+        a["analyse_all"] = self._action("Analyse &worklist", self.analyse_worklist, "Ctrl+Shift+R")
+        am.addAction(a["analyse_all"])
+
+        hm = mb.addMenu("&Help")
+        a["about"] = self._action("&About cxrviewer", self.show_about)
+        hm.addAction(a["about"])
+
+        tb = QToolBar("Tools")
+        tb.setObjectName("toolbar")
+        tb.setMovable(False)
+        tb.addActions([a["open_file"], a["open_folder"]])
+        tb.addSeparator()
+        tb.addActions(tools.actions())
+        tb.addSeparator()
+        tb.addActions([a["fit"], a["one_to_one"], a["rotate_cw"], a["flip_h"], a["invert"]])
+        tb.addSeparator()
+        for name in ("default", "lung", "soft tissue", "bone", "auto"):
+            tb.addAction(a[f"preset_{name}"])
+        tb.addSeparator()
+        tb.addActions([a["analyse"], a["cancel"]])
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        self.toolbar = tb
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.readout = QLabel()
+        self.window_label = QLabel()
+        self.zoom_label = QLabel()
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(110)
+        self.busy.setMaximumHeight(12)
+        self.busy.setVisible(False)
+        notice = QLabel(RESEARCH_NOTICE)
+        notice.setStyleSheet("color: #ffc857;")
+        for w in (self.readout, self.window_label, self.zoom_label, self.busy, notice):
+            sb.addPermanentWidget(w)
+        sb.showMessage("Drop a file, folder or ZIP on the window, or use File ▸ Open.")
+
+    def _wire(self) -> None:
+        self.loader.image_loaded.connect(self._on_image_loaded)
+        self.loader.studies_loaded.connect(self._on_studies_loaded)
+        self.loader.failed.connect(self._on_load_failed)
+        self.analysis.result_ready.connect(self._on_result)
+        self.analysis.failed.connect(self._on_analysis_failed)
+        self.analysis.cancelled.connect(self._on_analysis_cancelled)
+        self.analysis.unavailable.connect(self._on_model_unavailable)
+        self.analysis.busy_changed.connect(self.busy.setVisible)
+        self.view.cursor_info.connect(self.readout.setText)
+        self.view.window_changed.connect(self._show_window)
+        self.view.view_changed.connect(self._show_zoom)
+        self.view.measurement_done.connect(lambda rec: self.statusBar().showMessage(rec.text, 8000))
+        self.compare_view.cursor_info.connect(self.readout.setText)
+        self.browser.image_selected.connect(self.show_source)
+        self.similar.case_activated.connect(self.show_neighbour)
+        self.similar.add_to_library.connect(self.add_current_to_library)
+        self.worklist.open_item.connect(lambda item: self.show_source(item.source))
+        self.worklist.analyse_all.connect(self.analyse_worklist)
+        self.worklist.cancel.connect(self.cancel_analysis)
+        self.worklist.export.connect(self.export_worklist_dialog)
+        oc = self.overlay_controls
+        oc.heatmap_toggled.connect(self._set_heatmap_visible)
+        oc.opacity_changed.connect(self._set_heatmap_opacity)
+        oc.lungs_only_toggled.connect(self._set_lungs_only)
+        oc.mask_toggled.connect(self._set_mask_visible)
+        oc.mask_style_changed.connect(self._set_mask_style)
+
+    def _apply_overlay_settings(self) -> None:
+        s = self.settings
+        for v in (self.view, self.compare_view):
+            v.heatmap.set_opacity(s.heatmap_opacity)
+            v.heatmap.set_lungs_only(s.heatmap_lungs_only)
+            v.set_heatmap_visible(s.heatmap_visible)
+            v.mask.set_visible(s.mask_visible)
+            v.mask.set_style(s.mask_style)
+
+    # ------------------------------------------------------------------------------------------- paint
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            QTimer.singleShot(0, self.first_painted.emit)
+
+    # ---------------------------------------------------------------------------------------- opening
+    def open_paths(self, paths: Sequence[str | Path]) -> None:
+        """Open files, folders, ZIPs or DICOMDIRs: containers become study trees and a worklist; a single
+        file is shown at once. The first image found is shown."""
+        paths = [Path(p) for p in paths if str(p)]
+        if not paths:
+            return
+        files = [p for p in paths if not is_container(p)]
+        self._show_first_of_tree = not files
+        for p in paths:
+            add_recent_path(str(p.expanduser().absolute()), self.store)
+            self.loader.load_studies(p, tag=str(p))
+        if files:
+            self.show_source(files[0])
+            if len(files) > 1:
+                self._extend_worklist(files)
+        self.statusBar().showMessage(f"Opening {', '.join(p.name or str(p) for p in paths)}…")
+
+    def open_file_dialog(self) -> None:
+        names, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Open images",
+            "",
+            "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.zip DICOMDIR);;All files (*)",
+        )
+        if names:
+            self.open_paths(names)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder")
+        if folder:
+            self.open_paths([folder])
+
+    def open_compare_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Open a prior image for comparison")
+        if name:
+            self.loader.load_image(Path(name), tag=("compare", name), channel="compare")
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = recent_paths(self.store)
+        if not paths:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for p in paths:
+            self.recent_menu.addAction(p, functools.partial(self.open_paths, [p]))
+
+    def show_source(self, source: object) -> None:
+        """Load ``source`` in the background and show it (a newer request supersedes this one)."""
+        self.statusBar().showMessage(f"Loading {getattr(source, 'name', source)}…")
+        self.loader.load_image(source, tag=("view", source))
+
+    # drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # ----------------------------------------------------------------------------------- load answers
+    def _on_image_loaded(self, tag: object, loaded: LoadedImage) -> None:
+        if isinstance(tag, tuple) and tag and tag[0] == "compare":
+            self._show_compare(loaded, f"Comparison: {loaded.title}")
+            return
+        self.current = loaded
+        self.current_result = None
+        self.view.set_image(loaded)
+        self.metadata.show_image(loaded.image)
+        self.similar.show_result(None)
+        self.setWindowTitle(f"{loaded.title} — cxrviewer — {RESEARCH_NOTICE}")
+        img = loaded.image
+        spacing = (
+            f"spacing {img.pixel_spacing[0]:.3g} mm ({img.pixel_spacing_source})"
+            if img.pixel_spacing
+            else "no pixel spacing: measurements in px"
+        )
+        self.statusBar().showMessage(f"{loaded.title} · {img.shape[1]}×{img.shape[0]} · {spacing}", 10000)
+        self.image_shown.emit(loaded)
+        if self.model_unavailable:
+            self.ai_panel.show_unavailable(self.model_unavailable)
+        elif self.settings.analyse_on_open:
+            self.analyse_current()
+        else:
+            self.ai_panel.show_idle("Press Ctrl+R to analyse this image.")
+
+    def _on_studies_loaded(self, tag: object, tree: object) -> None:
+        self.browser.add_tree(str(tag), tree)
+        sources = image_sources(tree)
+        if len(sources) > 1:
+            self._extend_worklist(sources)
+        if sources and self._show_first_of_tree:
+            self._show_first_of_tree = False
+            self.show_source(sources[0])
+        skipped = getattr(tree, "skipped", None) or []
+        msg = f"{Path(str(tag)).name}: {len(sources)} image(s)"
+        if skipped:
+            msg += f", {len(skipped)} file(s) skipped (see Studies)"
+        self.statusBar().showMessage(msg, 10000)
+
+    def _on_load_failed(self, tag: object, message: str) -> None:
+        if isinstance(tag, tuple) and tag and tag[0] == "view":
+            self.statusBar().showMessage(f"Could not open: {message}")
+            QMessageBox.warning(self, "Could not open the image", message)
+        elif isinstance(tag, tuple) and tag and tag[0] == "compare":
+            self.statusBar().showMessage(f"Could not open the comparison image: {message}")
+        else:  # a study tree for a single file: the image itself still opens, so only note it
+            self.statusBar().showMessage(f"Could not list {tag}: {message}", 10000)
+
+    def _extend_worklist(self, sources: Sequence[object]) -> None:
+        existing = list(self.worklist.worklist)
+        merged = Worklist.from_sources([i.source for i in existing] + list(sources))
+        for item in merged:
+            old = self.worklist.worklist.get(item.key)
+            if old is not None:
+                item.status, item.result, item.message = old.status, old.result, old.message
+        self.worklist.set_worklist(merged)
+        self.worklist_dock.setVisible(True)
+
+    # ------------------------------------------------------------------------------------------ analysis
+    def analyse_current(self) -> None:
+        """Analyse the image on screen (cancels a previous analysis of another image)."""
+        if self.current is None:
+            return
+        if self.model_unavailable:
+            self.ai_panel.show_unavailable(self.model_unavailable)
+            return
+        self.ai_panel.show_running()
+        self.analysis.submit(self.current, tag=("view", self.current.key), channel="view")
+
+    def cancel_analysis(self) -> None:
+        """Cancel the on-screen analysis and the worklist run."""
+        self.analysis.cancel()
+        if self.batch_running:
+            self.batch_running = False
+            for item in self.worklist.worklist.cancel_running():
+                self.worklist.item_changed(item.key)
+        if self.ai_panel.result is None and self.current is not None:
+            self.ai_panel.show_idle("Analysis cancelled. Press Ctrl+R to run it again.")
+        self.statusBar().showMessage("Analysis cancelled.", 5000)
+
+    def _on_result(self, tag: object, result: AnalysisResult) -> None:
+        channel, key = tag
+        item = self.worklist.worklist.get(key)
+        if item is not None:
+            self.worklist.worklist.set_result(key, result)
+            self.worklist.item_changed(key)
+        if self.current is not None and key == self.current.key:
+            self.show_analysis(result)
+        if channel == "batch":
+            self._next_batch_item()
+
+    def show_analysis(self, result: AnalysisResult) -> None:
+        """Show a result for the image on screen: panel, overlays, similar cases."""
+        self.current_result = result
+        self.ai_panel.show_result(result)
+        self.view.set_analysis_overlays(result.heatmap, result.lung_mask)
+        self.similar.show_result(result)
+        self.analysis_shown.emit(result)
+
+    def _on_analysis_failed(self, tag: object, message: str) -> None:
+        channel, key = tag
+        if self.worklist.worklist.get(key) is not None:
+            self.worklist.worklist.set_failed(key, message)
+            self.worklist.item_changed(key)
+        if self.current is not None and key == self.current.key:
+            self.ai_panel.show_error(message)
+        if channel == "batch":
+            self._next_batch_item()
+
+    def _on_analysis_cancelled(self, tag: object) -> None:
+        channel, key = tag
+        item = self.worklist.worklist.get(key)
+        if item is not None and item.status == ItemStatus.RUNNING:
+            item.status = ItemStatus.CANCELLED
+            self.worklist.item_changed(key)
+
+    def _on_model_unavailable(self, tag: object, message: str) -> None:
+        self.model_unavailable = message
+        self.ai_panel.show_unavailable(message)
+        self.similar.empty.setText("Similar cases need an AI model.")
+        if self.batch_running:
+            self.batch_running = False
+            for item in self.worklist.worklist.cancel_running():
+                self.worklist.item_changed(item.key)
+        self.statusBar().showMessage("No AI model available: viewing only.", 10000)
+
+    def analyse_worklist(self) -> None:
+        """Analyse every pending worklist image, one at a time, in the background."""
+        if self.model_unavailable:
+            self.ai_panel.show_unavailable(self.model_unavailable)
+            return
+        if len(self.worklist.worklist) == 0:
+            return
+        self.batch_running = True
+        self.worklist_dock.setVisible(True)
+        self._next_batch_item()
+
+    def _next_batch_item(self) -> None:
+        if not self.batch_running:
+            return
+        item = self.worklist.worklist.next_pending()
+        if item is None:
+            self.batch_running = False
+            c = self.worklist.worklist.counts()
+            self.statusBar().showMessage(
+                f"Worklist done: {c['done']} analysed, {c['abstained']} abstained, {c['error']} failed.",
+                10000,
+            )
+            return
+        self.worklist.worklist.mark_running(item.key)
+        self.worklist.item_changed(item.key)
+        self.analysis.submit(item.source, tag=("batch", item.key), channel="batch")
+
+    def export_worklist(self, path: str | Path, fmt: str) -> Path:
+        """Write the worklist as ``csv`` or ``json`` to ``path``."""
+        wl = self.worklist.worklist
+        return wl.export_csv(path) if fmt == "csv" else wl.export_json(path)
+
+    def export_worklist_dialog(self, fmt: str) -> None:
+        if len(self.worklist.worklist) == 0:
+            self.statusBar().showMessage("The worklist is empty.", 5000)
+            return
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Export worklist", f"worklist.{fmt}", f"{fmt.upper()} (*.{fmt})"
+        )
+        if name:
+            try:
+                out = self.export_worklist(name, fmt)
+            except OSError as exc:
+                QMessageBox.warning(self, "Export failed", str(exc))
+                return
+            self.statusBar().showMessage(f"Worklist written to {out}", 8000)
+
+    # --------------------------------------------------------------------------------- viewing actions
+    def apply_preset(self, name: str) -> None:
+        if not self.view.apply_preset(name):
+            self.statusBar().showMessage(f"No {name} preset for this image.", 4000)
+
+    def set_tool(self, tool: str) -> None:
+        self.view.set_tool(tool)
+        self.compare_view.set_tool(tool)
+        self.statusBar().showMessage(self.actions_by_name[f"tool_{tool}"].statusTip(), 5000)
+
+    def toggle_full_screen(self, checked: bool) -> None:
+        self.showFullScreen() if checked else self.showNormal()
+
+    def _reset_orientation(self) -> None:
+        self.view.reset_orientation()
+        self.actions_by_name["flip_h"].setChecked(False)
+        self.actions_by_name["flip_v"].setChecked(False)
+
+    def _show_window(self, w: Window) -> None:
+        self.window_label.setText(f"C {w.center:.5g}  W {w.width:.5g}  ({w.explanation})")
+
+    def _show_zoom(self) -> None:
+        if self.view.loaded is not None:
+            self.zoom_label.setText(f"zoom {100 * self.view.zoom_level():.0f} %")
+
+    # overlays (restyle only)
+    def _set_heatmap_visible(self, on: bool) -> None:
+        self.settings.heatmap_visible = on
+        self.actions_by_name["heatmap"].setChecked(on)
+        self.view.set_heatmap_visible(on)
+
+    def _set_heatmap_opacity(self, value: float) -> None:
+        self.settings.heatmap_opacity = value
+        self.view.heatmap.set_opacity(value)
+
+    def _set_lungs_only(self, on: bool) -> None:
+        self.settings.heatmap_lungs_only = on
+        self.view.heatmap.set_lungs_only(on)
+
+    def _set_mask_visible(self, on: bool) -> None:
+        self.settings.mask_visible = on
+        self.actions_by_name["mask"].setChecked(on)
+        self.view.mask.set_visible(on)
+
+    def _set_mask_style(self, style: str) -> None:
+        self.settings.mask_style = style
+        self.view.mask.set_style(style)
+
+    # --------------------------------------------------------------------------------- comparison
+    def show_neighbour(self, n: Neighbour) -> None:
+        """Show a similar case beside the image: the full image when its source is a readable file, else the
+        library's thumbnail."""
+        if n.source and Path(n.source).is_file():
+            self.loader.load_image(Path(n.source), tag=("compare", n.source), channel="compare")
+            return
+        if not n.thumbnail_png:
+            self.statusBar().showMessage("This case has no image to show.", 5000)
+            return
+        try:
+            img = decode_png(n.thumbnail_png, f"{n.library} case {n.case_id}", {"label": n.label})
+        except ValueError as exc:
+            self.statusBar().showMessage(str(exc), 5000)
+            return
+        title = f"Similar case {n.case_id} · {n.label} · distance {n.distance:.3f} (library thumbnail)"
+        self._show_compare(prepare_image(img), title)
+
+    def _show_compare(self, loaded: LoadedImage, title: str) -> None:
+        self.compare_view.set_image(loaded)
+        self.compare_title.setText(f"  {title}")
+        self.compare_panel.setVisible(True)
+        self.splitter.setSizes([1, 1])
+        QTimer.singleShot(0, lambda: self.sync._sync_range(self.view, self.compare_view))
+        QTimer.singleShot(0, lambda: self.sync._sync_window(self.view, self.compare_view))
+
+    def close_compare(self) -> None:
+        self.compare_panel.setVisible(False)
+        self.compare_view.set_image(None)
+
+    # ---------------------------------------------------------------------------------- case library
+    def add_current_to_library(self, label: str) -> None:
+        self.statusBar().showMessage(
+            "Adding to a case library needs the analysis pipeline's embeddings.", 6000
+        )
+
+    # ----------------------------------------------------------------------------------------- misc
+    def open_preferences(self) -> None:
+        dlg = PreferencesDialog(self.settings, self)
+        if dlg.exec():
+            old = self.settings
+            self.settings = dlg.settings()
+            save_settings(self.settings, self.store)
+            self.overlay_controls.heatmap.setChecked(self.settings.heatmap_visible)
+            self.overlay_controls.opacity.setValue(round(self.settings.heatmap_opacity * 100))
+            self.overlay_controls.lungs_only.setChecked(self.settings.heatmap_lungs_only)
+            self.overlay_controls.mask.setChecked(self.settings.mask_visible)
+            self.overlay_controls.mask_style.setCurrentText(self.settings.mask_style)
+            if (old.device, old.model_dir, old.operating_point) != (
+                self.settings.device,
+                self.settings.model_dir,
+                self.settings.operating_point,
+            ):
+                self.statusBar().showMessage("Model settings apply the next time cxrviewer starts.", 8000)
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About cxrviewer",
+            f"<b>cxrviewer {__version__}</b><br>Chest X-ray viewer with local AI.<br><br><b>{INTENDED_USE}</b><br>"
+            "Images never leave this computer.",
+        )
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        save_settings(self.settings, self.store)
+        self.analysis.shutdown()
+        self.loader.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,373 @@
+"""Background work for the window: image/study loading and analysis, each on its own ``QThread``.
+
+The GUI thread never reads files or runs inference. It posts requests to worker objects living in worker
+threads through queued signals; every request carries a *generation id* (a number that only grows). The
+client objects here (:class:`LoadClient`, :class:`AnalysisClient`) remember the newest generation per channel
+and silently drop any answer that is not the newest (a stale answer), so a slow result for image A never
+lands on image B. A new request cancels the previous one of its channel: queued requests whose cancel flag is
+set are skipped without work, and an analyzer that accepts a ``should_cancel`` callable can stop mid-way.
+
+Heavy libraries (torch, ONNX Runtime) are imported by the analyzer factory, which runs on first use *in the
+analysis thread*, after the window has painted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from cxrviewer.ui.image_stats import LoadedImage, prepare_image
+
+Analyzer = Callable[..., Any]
+"""``analyze(image) -> AnalysisResult`` (optionally accepting ``should_cancel=callable``)."""
+AnalyzerFactory = Callable[[], Analyzer]
+
+
+class ModelUnavailable(Exception):
+    """No analysis model can be used (none installed, or it failed its integrity check); the message says why."""
+
+
+class AnalysisCancelled(Exception):
+    """Raised by an analyzer that noticed ``should_cancel()`` and stopped."""
+
+
+@dataclass
+class _Ticket:
+    generation: int
+    channel: str
+    tag: Any
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def _start_thread(worker: QObject, name: str) -> QThread:
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.start()
+    return thread
+
+
+def _stop_thread(thread: QThread, worker: QObject, timeout_ms: int) -> bool:
+    thread.quit()
+    finished = thread.wait(timeout_ms)
+    if finished:
+        worker.deleteLater()
+    return finished
+
+
+# --------------------------------------------------------------------------------------------------- loading
+class LoadWorker(QObject):
+    """Lives in the I/O thread: reads images (and prepares their display statistics) and study trees."""
+
+    image_loaded = Signal(int, object)  # generation, LoadedImage
+    studies_loaded = Signal(int, object)  # generation, study tree (cxrviewer.core.load_studies result)
+    failed = Signal(int, str)  # generation, human message
+
+    def __init__(self, is_cancelled: Callable[[int], bool]) -> None:
+        super().__init__()
+        self._is_cancelled = is_cancelled
+
+    @Slot(int, object)
+    def load_image(self, generation: int, source: object) -> None:
+        if self._is_cancelled(generation):
+            return
+        try:
+            from cxrviewer.core import load_image
+
+            image = load_image(source)
+            loaded = prepare_image(image)
+        except Exception as exc:  # LoadError carries a human message; anything else is reported too
+            self.failed.emit(generation, _message(exc))
+            return
+        self.image_loaded.emit(generation, loaded)
+
+    @Slot(int, object)
+    def load_studies(self, generation: int, path: object) -> None:
+        if self._is_cancelled(generation):
+            return
+        try:
+            from cxrviewer.core import load_studies
+
+            tree = load_studies(path)
+        except Exception as exc:
+            self.failed.emit(generation, _message(exc))
+            return
+        self.studies_loaded.emit(generation, tree)
+
+
+class LoadClient(QObject):
+    """GUI-side handle of the I/O thread. Emits only the newest answer of each channel."""
+
+    image_loaded = Signal(object, object)  # tag, LoadedImage
+    studies_loaded = Signal(object, object)  # tag, study tree
+    failed = Signal(object, str)  # tag, message
+
+    _post_image = Signal(int, object)
+    _post_studies = Signal(int, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._counter = itertools.count(1)
+        self._tickets: dict[int, _Ticket] = {}
+        self._latest: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.stale_dropped = 0
+        self._worker = LoadWorker(self._is_cancelled)
+        self._post_image.connect(self._worker.load_image)
+        self._post_studies.connect(self._worker.load_studies)
+        self._worker.image_loaded.connect(self._on_image)
+        self._worker.studies_loaded.connect(self._on_studies)
+        self._worker.failed.connect(self._on_failed)
+        self._thread = _start_thread(self._worker, "cxrviewer-io")
+
+    def load_image(self, source: object, tag: Any = None, channel: str = "view") -> int:
+        """Read ``source`` in the background; ``image_loaded(tag, LoadedImage)`` follows unless superseded."""
+        ticket = self._new_ticket(channel, tag)
+        self._post_image.emit(ticket.generation, source)
+        return ticket.generation
+
+    def load_studies(self, path: object, tag: Any = None) -> int:
+        """Build the study tree of a file, folder, ZIP or DICOMDIR in the background."""
+        ticket = self._new_ticket("studies", tag)
+        self._post_studies.emit(ticket.generation, path)
+        return ticket.generation
+
+    def _new_ticket(self, channel: str, tag: Any) -> _Ticket:
+        with self._lock:
+            gen = next(self._counter)
+            old = self._latest.get(channel)
+            if old is not None and old in self._tickets:
+                self._tickets.pop(old).cancel.set()
+            ticket = _Ticket(gen, channel, tag)
+            self._tickets[gen] = ticket
+            self._latest[channel] = gen
+        return ticket
+
+    def _is_cancelled(self, generation: int) -> bool:
+        with self._lock:
+            return generation not in self._tickets
+
+    def _take(self, generation: int) -> _Ticket | None:
+        with self._lock:
+            ticket = self._tickets.pop(generation, None)
+        if ticket is None:
+            self.stale_dropped += 1
+        return ticket
+
+    @Slot(int, object)
+    def _on_image(self, generation: int, loaded: object) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.image_loaded.emit(ticket.tag, loaded)
+
+    @Slot(int, object)
+    def _on_studies(self, generation: int, tree: object) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.studies_loaded.emit(ticket.tag, tree)
+
+    @Slot(int, str)
+    def _on_failed(self, generation: int, message: str) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.failed.emit(ticket.tag, message)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop the I/O thread (waits for the current read to finish)."""
+        with self._lock:
+            self._tickets.clear()
+        return _stop_thread(self._thread, self._worker, timeout_ms)
+
+
+# -------------------------------------------------------------------------------------------------- analysis
+class AnalysisWorker(QObject):
+    """Lives in the analysis thread: builds the analyzer on first use, then analyses one image per request."""
+
+    finished = Signal(int, object)  # generation, AnalysisResult
+    failed = Signal(int, str)
+    cancelled = Signal(int)
+    unavailable = Signal(int, str)  # generation, why no model can be used
+    started = Signal(int)
+
+    def __init__(self, factory: AnalyzerFactory, is_cancelled: Callable[[int], bool]) -> None:
+        super().__init__()
+        self._factory = factory
+        self._is_cancelled = is_cancelled
+        self._analyze: Analyzer | None = None
+        self._takes_cancel = False
+        self._unavailable: str | None = None
+
+    def _ensure_analyzer(self) -> Analyzer | None:
+        if self._analyze is None and self._unavailable is None:
+            try:
+                self._analyze = self._factory()
+            except ModelUnavailable as exc:
+                self._unavailable = str(exc)
+                return None
+            try:
+                params = inspect.signature(self._analyze).parameters
+                self._takes_cancel = "should_cancel" in params
+            except (TypeError, ValueError):
+                self._takes_cancel = False
+        return self._analyze
+
+    @Slot(int, object)
+    def analyze(self, generation: int, payload: object) -> None:
+        if self._is_cancelled(generation):
+            self.cancelled.emit(generation)
+            return
+        self.started.emit(generation)
+        try:
+            analyze = self._ensure_analyzer()
+            if analyze is None:
+                self.unavailable.emit(generation, self._unavailable or "no model")
+                return
+            image = payload.image if isinstance(payload, LoadedImage) else payload
+            if not hasattr(image, "pixels"):
+                from cxrviewer.core import load_image
+
+                image = load_image(image)
+            if self._takes_cancel:
+                result = analyze(image, should_cancel=lambda: self._is_cancelled(generation))
+            else:
+                result = analyze(image)
+        except AnalysisCancelled:
+            self.cancelled.emit(generation)
+            return
+        except Exception as exc:
+            self.failed.emit(generation, _message(exc))
+            return
+        if self._is_cancelled(generation):
+            self.cancelled.emit(generation)
+            return
+        self.finished.emit(generation, result)
+
+
+class AnalysisClient(QObject):
+    """GUI-side handle of the single analysis thread.
+
+    Channels: ``"view"`` (the image on screen; a new request cancels the previous one) and ``"batch"`` (the
+    worklist, one item at a time). Only the newest request of a channel can deliver a result; everything else
+    is counted in :attr:`stale_dropped` and discarded.
+    """
+
+    result_ready = Signal(object, object)  # tag, AnalysisResult
+    failed = Signal(object, str)  # tag, message
+    cancelled = Signal(object)  # tag
+    unavailable = Signal(object, str)  # tag, message (no model)
+    busy_changed = Signal(bool)
+
+    _post = Signal(int, object)
+
+    def __init__(self, factory: AnalyzerFactory, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._counter = itertools.count(1)
+        self._tickets: dict[int, _Ticket] = {}
+        self._latest: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.stale_dropped = 0
+        self._worker = AnalysisWorker(factory, self._is_cancelled)
+        self._post.connect(self._worker.analyze)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.cancelled.connect(self._on_cancelled)
+        self._worker.unavailable.connect(self._on_unavailable)
+        self._thread = _start_thread(self._worker, "cxrviewer-analysis")
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are queued or running."""
+        return self._in_flight > 0
+
+    def submit(self, payload: object, tag: Any = None, channel: str = "view") -> int:
+        """Analyse ``payload`` (a :class:`LoadedImage`, a ``CxrImage`` or something ``load_image`` reads).
+
+        Cancels the previous request of the same channel. Returns the request's generation id.
+        """
+        with self._lock:
+            gen = next(self._counter)
+            old = self._latest.get(channel)
+            if old is not None and old in self._tickets:
+                self._tickets[old].cancel.set()
+            self._tickets[gen] = _Ticket(gen, channel, tag)
+            self._latest[channel] = gen
+        self._set_in_flight(+1)
+        self._post.emit(gen, payload)
+        return gen
+
+    def cancel(self, channel: str | None = None) -> None:
+        """Cancel the newest request of ``channel`` (every channel when None); no result will be delivered."""
+        with self._lock:
+            for ticket in self._tickets.values():
+                if channel is None or ticket.channel == channel:
+                    ticket.cancel.set()
+
+    def _is_cancelled(self, generation: int) -> bool:
+        with self._lock:
+            ticket = self._tickets.get(generation)
+            return ticket is None or ticket.cancel.is_set()
+
+    def _take(self, generation: int) -> _Ticket | None:
+        """The ticket when its answer is still wanted; None (and counted as stale) otherwise."""
+        self._set_in_flight(-1)
+        with self._lock:
+            ticket = self._tickets.pop(generation, None)
+            wanted = (
+                ticket is not None
+                and not ticket.cancel.is_set()
+                and self._latest.get(ticket.channel) == generation
+            )
+        if ticket is not None and not wanted:
+            self.stale_dropped += 1
+            return None
+        return ticket
+
+    def _set_in_flight(self, delta: int) -> None:
+        before = self._in_flight > 0
+        self._in_flight = max(0, self._in_flight + delta)
+        if (self._in_flight > 0) != before:
+            self.busy_changed.emit(self._in_flight > 0)
+
+    @Slot(int, object)
+    def _on_finished(self, generation: int, result: object) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.result_ready.emit(ticket.tag, result)
+
+    @Slot(int, str)
+    def _on_failed(self, generation: int, message: str) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.failed.emit(ticket.tag, message)
+
+    @Slot(int)
+    def _on_cancelled(self, generation: int) -> None:
+        self._set_in_flight(-1)
+        with self._lock:
+            ticket = self._tickets.pop(generation, None)
+        if ticket is not None:
+            self.cancelled.emit(ticket.tag)
+
+    @Slot(int, str)
+    def _on_unavailable(self, generation: int, message: str) -> None:
+        self._set_in_flight(-1)
+        with self._lock:
+            ticket = self._tickets.pop(generation, None)
+        self.unavailable.emit(ticket.tag if ticket else None, message)
+
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Cancel everything and stop the analysis thread (waits for a running inference to return)."""
+        self.cancel()
+        return _stop_thread(self._thread, self._worker, timeout_ms)
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text if text else type(exc).__name__
