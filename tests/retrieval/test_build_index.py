@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 
 import cv2
 import numpy as np
 import pytest
-from cxr_trainer.cli import main
+from cxr_trainer.commands import VERB_MODULES, build_index
 
 from cxrviewer.ml.embeddings import embed_images, model_input
 from cxrviewer.ml.model_io import load_classifier
@@ -64,7 +65,10 @@ def model_dir(tmp_path_factory):
 
 
 def _build(model_dir, labels, out, *extra) -> int:
-    return main(
+    """Run the verb through its own sub-parser (independent of the other verbs being registered)."""
+    parser = argparse.ArgumentParser(prog="cxr-trainer")
+    build_index.register(parser.add_subparsers())
+    args = parser.parse_args(
         [
             "build-index",
             "--model",
@@ -80,6 +84,11 @@ def _build(model_dir, labels, out, *extra) -> int:
             *extra,
         ]
     )
+    return args.func(args)
+
+
+def test_verb_is_registered():
+    assert "build_index" in VERB_MODULES
 
 
 def test_build_redistributable_reference_library(tmp_path, dataset, model_dir, capsys):

@@ -47,10 +47,14 @@ if mode == "write":
             lib.remove_case(oldest)
             print(f"-{oldest}", flush=True)
 else:
+    import time
+
     def fn(cases):
         print("batch", flush=True)
+        time.sleep(0.01)  # a slow model: the kill lands inside the re-embedding transaction
         return rng.normal(size=(len(cases), 32))
-    lib.reembed("m2", fn, batch_size=2)
+
+    lib.reembed(mode.split(":")[1], fn, batch_size=2)
     print("done", flush=True)
 """.replace("@DIM@", str(DIM))
 
@@ -133,29 +137,49 @@ def _soak_writes(path: Path, rounds: int, seed: int) -> int:
     return len(present)
 
 
-def _soak_reembed(path: Path, rounds: int, seed: int) -> None:
+def _soak_reembed(path: Path, rounds: int, seed: int) -> int:
+    """Kill re-embeddings (m1 → m2) part-way; returns how many rounds left the old model in place."""
     rng = np.random.default_rng(seed)
+    n = len(_check_complete(path, "m1", DIM))
+    untouched = 0
     for r in range(rounds):
-        proc = _start(path, seed + r, durable=True, mode="reembed")
+        proc = _start(path, seed + r, durable=True, mode="reembed:m2")
         acks = _kill_after(proc, int(rng.integers(1, 4)), float(rng.uniform(0.0, 0.02)))
-        assert "done" not in acks
-        _check_complete(path, "m1", DIM)  # the old embeddings, all of them, untouched
+        with CaseLibrary.open(path) as lib:
+            model = lib.info.model_id
+        # All old or all new, never a mix: a killed re-embedding rolls back entirely.
+        assert model in ("m1", "m2") and ("done" not in acks or model == "m2")
+        assert len(_check_complete(path, model, DIM if model == "m1" else 32)) == n
+        if model == "m2":
+            return untouched  # it got to finish (a very slow parent); later rounds would test nothing
+        untouched += 1
+    return untouched
+
+
+def _add_cases(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    png = cv2.imencode(".png", (rng.random((256, 256)) * 255).astype(np.uint8))[1].tobytes()
+    with CaseLibrary.open(path) as lib:
+        for _ in range(n):
+            lib.add_case(png, rng.normal(size=DIM), "normal", model_id="m1")
 
 
 def test_sigkill_mid_write_leaves_whole_cases(tmp_path):
     path = tmp_path / "soak.cxrlib"
-    n = _soak_writes(path, rounds=10, seed=1)
-    assert n > 0
-    _soak_reembed(path, rounds=3, seed=2)
+    _soak_writes(path, rounds=10, seed=1)
+    _add_cases(path, 20)  # enough batches that a kill lands inside the re-embedding
+    n = len(_check_complete(path, "m1", DIM))
+    assert _soak_reembed(path, rounds=3, seed=2) >= 1
     # A re-embedding that is allowed to finish switches every case at once.
-    proc = _start(path, 99, durable=True, mode="reembed")
+    proc = _start(path, 99, durable=True, mode="reembed:m3")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and out.strip().endswith("done"), err
-    assert len(_check_complete(path, "m2", 32)) == n
+    assert len(_check_complete(path, "m3", 32)) == n
 
 
 @pytest.mark.slow
 def test_sigkill_soak_many_rounds(tmp_path):
     path = tmp_path / "soak.cxrlib"
-    assert _soak_writes(path, rounds=120, seed=11) > 0
-    _soak_reembed(path, rounds=30, seed=12)
+    _soak_writes(path, rounds=120, seed=11)
+    _add_cases(path, 40)
+    assert _soak_reembed(path, rounds=30, seed=12) >= 25
