@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cxrviewer",
         description=f"Chest X-ray viewer with local AI. {INTENDED_USE}",
+        epilog="Headless analysis: cxrviewer analyze PATH... --json|--csv (see cxrviewer analyze --help).",
     )
     p.add_argument("--version", action="version", version=f"cxrviewer {__version__}")
     p.add_argument("paths", nargs="*", help="files, folders, ZIP archives or DICOMDIRs to open")
@@ -26,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cxrviewer`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["analyze"]:
+        from cxrviewer.cli_analyze import main as analyze_main
+
+        return analyze_main(argv[1:])
     args = build_parser().parse_args(argv)
     paths = list(args.paths)
     if args.demo:

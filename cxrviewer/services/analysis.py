@@ -1,0 +1,461 @@
+"""The analysis pipeline: one call takes an image to an :class:`~cxrviewer.services.result.AnalysisResult`.
+
+Steps, each timed in ``timings_ms``: load → input gate → preprocess → classify (+ Grad-CAM from the same
+forward pass) → lung mask → heatmap on the original grid → neighbours from the case libraries. The gate,
+the lung segmenter and the case libraries are optional, pluggable objects (protocols below) built by other
+parts of the program; without them those steps are skipped and the result says so in ``warnings``.
+
+Failures never escape as tracebacks: an unreadable image, a missing or tampered model, a CUDA request on a
+machine without CUDA all become ``status="error"`` with a plain-words ``reason``. The classifier is loaded
+lazily on first use, so building a pipeline (and importing this module) imports neither torch nor
+onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from cxrviewer.core.errors import LoadError
+from cxrviewer.services.result import AnalysisResult, Neighbour, OperatingPoint
+
+NO_MODEL_REASON = "no model installed"
+
+
+@runtime_checkable
+class Gate(Protocol):
+    """Decides whether an image is something the classifier may score (e.g. a frontal chest X-ray)."""
+
+    def check(self, image: np.ndarray) -> tuple[bool, str | None]:
+        """``(True, None)`` to go on, or ``(False, reason)`` to abstain with a human reason."""
+        ...
+
+
+@runtime_checkable
+class LungSegmenter(Protocol):
+    """Produces a lung mask for an image."""
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """Lung mask (bool, or probabilities in [0, 1]) on the image's own grid."""
+        ...
+
+
+class CaseLibraryLike(Protocol):
+    """A case library or a set of them (``cxrviewer.services.case_library.CaseLibrary`` / ``LibrarySet``).
+
+    ``query`` returns records with ``library``, ``case_id``, ``label``, ``distance``, ``source`` and
+    ``licence`` attributes, nearest first, and raises if the library was built with another model.
+    """
+
+    def query(self, embedding: np.ndarray, k: int = 4, *, model_id: str) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How the pipeline runs.
+
+    Attributes:
+        model_dir: classifier model directory; ``None``: the first classifier under ``models/``.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        precision: ``auto`` | ``fp32`` | ``int8``.
+        operating_point: name of one of the manifest's operating points; ``None``: the manifest's default.
+        batch_size: images per forward pass in :meth:`AnalysisPipeline.analyze_many`.
+        neighbours: how many similar cases to retrieve.
+        heatmap: compute the Grad-CAM heatmap on the original grid.
+        threads: CPU threads (default: physical cores).
+        warmup: run a warm-up batch when the model loads.
+    """
+
+    model_dir: str | Path | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    operating_point: str | None = None
+    batch_size: int = 8
+    neighbours: int = 4
+    heatmap: bool = True
+    threads: int | None = None
+    warmup: bool = True
+
+
+def default_model_dir(root: str | Path | None = None) -> Path | None:
+    """The first classifier model directory (sorted by name) under ``root`` (default: shipped ``models/``)."""
+    if root is None:
+        from cxrviewer.resources import models_dir
+
+        root = models_dir()
+    base = Path(root)
+    if not base.is_dir():
+        return None
+    for sub in sorted(p for p in base.iterdir() if (p / "manifest.json").is_file()):
+        try:
+            kind = json.loads((sub / "manifest.json").read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if kind == "classifier":
+            return sub
+    return None
+
+
+def read_display_image(location: str | Path) -> np.ndarray:
+    """The display-ready grayscale image of a file (uint8, or float32 in [0, 1] for 16-bit rasters).
+
+    The one place the pipeline reads pixels. Until :func:`cxrviewer.core.load_image` (DICOM, ZIP members,
+    windowing) is available this reads PNG/JPEG/TIFF/BMP rasters with OpenCV.
+
+    Raises:
+        LoadError: the file is missing or not a readable image.
+    """
+    path = Path(location)
+    if not path.is_file():
+        raise LoadError("the file does not exist", path)
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise LoadError("not a readable image (PNG, JPEG, TIFF or BMP expected)", path)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+    if img.dtype == np.uint8:
+        return img
+    img = img.astype(np.float32)
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    peak = float(m.max()) if m.size else 0.0
+    return (m / peak).astype(np.float32) if peak > 0 else np.zeros_like(m, dtype=np.float32)
+
+
+@dataclass
+class _Job:
+    """One image on its way through the pipeline."""
+
+    path: str
+    started: float
+    result: AnalysisResult | None = None  # set when the job ended early (error or abstention)
+    image: np.ndarray | None = None
+    lung: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], key: str):
+        self.timings, self.key = timings, key
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.timings[self.key] = self.timings.get(self.key, 0.0) + (time.perf_counter() - self.t0) * 1000.0
+
+
+class AnalysisPipeline:
+    """Analyses images with one classifier and optional gate, lung segmenter and case libraries.
+
+    Thread-safe: analyses are serialised on the model (one forward pass at a time).
+    """
+
+    def __init__(
+        self,
+        settings: AnalysisSettings | None = None,
+        *,
+        gate: Gate | None = None,
+        segmenter: LungSegmenter | None = None,
+        libraries: CaseLibraryLike | None = None,
+        predictor=None,
+    ):
+        """``predictor``: an already loaded :class:`~cxrviewer.ml.predictor.Predictor` (else loaded lazily)."""
+        self.settings = settings or AnalysisSettings()
+        self.gate = gate
+        self.segmenter = segmenter
+        self.libraries = libraries
+        self._predictor = predictor
+        self._load_error: str | None = None
+        self._lock = threading.RLock()
+
+    # -- the model ---------------------------------------------------------------------------------------
+    def load(self):
+        """Load (once) and return the classifier :class:`~cxrviewer.ml.predictor.Predictor`.
+
+        Raises:
+            RuntimeError: with the human reason (no model installed, integrity failure, CUDA unavailable,
+                unknown operating point); the same reason is returned again on later calls.
+        """
+        with self._lock:
+            if self._predictor is not None:
+                return self._predictor
+            if self._load_error is not None:
+                raise RuntimeError(self._load_error)
+            try:
+                self._predictor = self._load_predictor()
+            except Exception as exc:  # noqa: BLE001 - every load failure becomes a reason, never a traceback
+                self._load_error = str(exc) or type(exc).__name__
+                raise RuntimeError(self._load_error) from exc
+            return self._predictor
+
+    def _load_predictor(self):
+        s = self.settings
+        model_dir = Path(s.model_dir) if s.model_dir is not None else default_model_dir()
+        if model_dir is None:
+            raise RuntimeError(NO_MODEL_REASON)
+        from cxrviewer.ml.predictor import Predictor, PredictorSettings
+
+        predictor = Predictor.load(
+            model_dir,
+            device=s.device,
+            precision=s.precision,
+            settings=PredictorSettings(threads=s.threads, batch_size=s.batch_size, warmup=s.warmup),
+        )
+        self._operating_point_spec(predictor.manifest)  # unknown names fail at load, not per image
+        return predictor
+
+    def _operating_point_spec(self, manifest) -> tuple[str, str, dict[str, Any]] | None:
+        """``(name, positive_class, spec)`` of the chosen operating point, None if the model has none."""
+        table = manifest.thresholds or {}
+        points = table.get("operating_points") or {}
+        if not points:
+            return None
+        name = self.settings.operating_point or table.get("default") or next(iter(points))
+        if name not in points:
+            raise ValueError(f"unknown operating point {name!r}; this model has: {', '.join(points)}")
+        positive = table.get("positive_class") or manifest.labels[-1]
+        if positive not in manifest.labels:
+            raise ValueError(f"the operating points refer to class {positive!r}, which the model lacks")
+        return name, positive, points[name]
+
+    # -- public API --------------------------------------------------------------------------------------
+    def analyze(self, item: str | Path | np.ndarray, name: str | None = None) -> AnalysisResult:
+        """Analyse one image: a file path, or a display-ready grayscale array (``name`` labels it)."""
+        return self.analyze_many([item], names=[name] if name is not None else None)[0]
+
+    def analyze_many(
+        self,
+        items: Sequence[str | Path | np.ndarray],
+        batch_size: int | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[AnalysisResult]:
+        """Analyse several images, batching the classifier; results in input order."""
+        return list(self.iter_analyze(items, batch_size=batch_size, names=names))
+
+    def iter_analyze(
+        self,
+        items: Iterable[str | Path | np.ndarray],
+        batch_size: int | None = None,
+        names: Sequence[str] | None = None,
+    ) -> Iterator[AnalysisResult]:
+        """Like :meth:`analyze_many` but yields each batch's results as soon as they are ready."""
+        step = max(1, int(batch_size or self.settings.batch_size))
+        batch: list[_Job] = []
+        for i, item in enumerate(items):
+            label = (
+                names[i] if names is not None else ("<array>" if isinstance(item, np.ndarray) else str(item))
+            )
+            batch.append(self._start(item, label))
+            if len(batch) >= step:
+                yield from self._run_batch(batch)
+                batch = []
+        if batch:
+            yield from self._run_batch(batch)
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def _start(self, item, label: str) -> _Job:
+        """Model, load, gate (and the lung mask when the model takes it as an input channel)."""
+        job = _Job(path=label, started=time.perf_counter())
+        try:
+            predictor = self.load()
+        except RuntimeError as exc:
+            self._end(job, "error", str(exc))
+            return job
+        try:
+            with _Timer(job.timings, "load"):
+                job.image = item if isinstance(item, np.ndarray) else read_display_image(item)
+            if self.gate is None:
+                job.warnings.append(
+                    "no input gate installed: the image was not checked for being a chest X-ray"
+                )
+            else:
+                with _Timer(job.timings, "gate"):
+                    ok, why = self.gate.check(job.image)
+                if not ok:
+                    self._end(job, "abstained", why or "the input gate refused this image", predictor)
+                    return job
+            if "lung" in predictor.spec.channels:
+                if self.segmenter is None:
+                    raise ValueError("this model needs a lung segmentation model, which is not installed")
+                self._segment(job)
+        except (LoadError, ValueError) as exc:  # our own messages are written for people
+            self._end(job, "error", str(exc), predictor)
+        except Exception as exc:  # noqa: BLE001 - reported as a reason, never a traceback
+            self._end(job, "error", f"analysis failed ({type(exc).__name__}: {exc})", predictor)
+        return job
+
+    def _segment(self, job: _Job) -> None:
+        with _Timer(job.timings, "segment"):
+            mask = np.asarray(self.segmenter.segment(job.image))
+        if mask.shape != job.image.shape:
+            raise ValueError(f"the lung mask has shape {mask.shape}, the image {job.image.shape}")
+        job.lung = mask.astype(np.float32) if mask.dtype != np.float32 else mask
+
+    def _run_batch(self, jobs: list[_Job]) -> list[AnalysisResult]:
+        live = [j for j in jobs if j.result is None]
+        if live:
+            with self._lock:
+                self._classify(live)
+        return [j.result for j in jobs]
+
+    def _classify(self, jobs: list[_Job]) -> None:
+        from cxrviewer.ml.predictor import model_input
+
+        predictor = self.load()
+        ready: list[tuple[_Job, np.ndarray, Any]] = []
+        for job in jobs:
+            try:
+                with _Timer(job.timings, "preprocess"):
+                    x, geom = model_input(job.image, predictor.spec, job.lung)
+                ready.append((job, x, geom))
+            except Exception as exc:  # noqa: BLE001
+                self._end(job, "error", f"preprocessing failed ({type(exc).__name__}: {exc})", predictor)
+        if not ready:
+            return
+        t0 = time.perf_counter()
+        try:
+            preds = predictor.predict_inputs(np.stack([x for _, x, _ in ready]), [g for _, _, g in ready])
+        except Exception as exc:  # noqa: BLE001
+            for job, _, _ in ready:
+                self._end(job, "error", f"the model failed to run ({type(exc).__name__}: {exc})", predictor)
+            return
+        share = (time.perf_counter() - t0) * 1000.0 / len(ready)
+        for (job, _, _), pred in zip(ready, preds, strict=True):
+            job.timings["classify"] = share
+            try:
+                self._finish(job, pred, predictor)
+            except Exception as exc:  # noqa: BLE001
+                self._end(job, "error", f"analysis failed ({type(exc).__name__}: {exc})", predictor)
+
+    def _finish(self, job: _Job, pred, predictor) -> None:
+        """Scores, operating point, lung mask, heatmap, neighbours."""
+        probs = pred.probability_dict()
+        size = predictor.spec.size
+        if min(job.image.shape) < size:
+            job.warnings.append(
+                f"the image ({job.image.shape[1]}×{job.image.shape[0]} px) is smaller than the model input "
+                f"({size} px) and was upscaled"
+            )
+        op = self._operating_point(predictor.manifest, probs, job)
+        result = self._end(job, "ok", None, predictor, probabilities=probs, operating_point=op, close=False)
+        if self.segmenter is not None and job.lung is None:
+            self._segment(job)
+        if job.lung is not None:
+            result.lung_mask = job.lung > 0.5
+        if self.settings.heatmap:
+            with _Timer(job.timings, "heatmap"):
+                self._heatmap(result, pred, job)
+        if self.libraries is not None:
+            with _Timer(job.timings, "retrieve"):
+                self._neighbours(result, pred.embedding, predictor.model_id, job)
+        self._close(job, result)
+
+    def _operating_point(self, manifest, probs: dict[str, float], job: _Job) -> OperatingPoint | None:
+        spec = self._operating_point_spec(manifest)
+        if spec is None:
+            job.warnings.append("the model defines no operating point: scores only")
+            return None
+        name, positive, point = spec
+        threshold = float(point["threshold"])
+
+        def ci(key: str) -> tuple[float, float] | None:
+            v = point.get(key)
+            return (float(v[0]), float(v[1])) if v else None
+
+        return OperatingPoint(
+            name=name,
+            positive_class=positive,
+            threshold=threshold,
+            sensitivity=point.get("sensitivity"),
+            specificity=point.get("specificity"),
+            sensitivity_ci=ci("sensitivity_ci"),
+            specificity_ci=ci("specificity_ci"),
+            positive=bool(probs[positive] >= threshold),
+        )
+
+    def _heatmap(self, result: AnalysisResult, pred, job: _Job) -> None:
+        """Grad-CAM of the top class on the original grid, and its share outside the lungs."""
+        idx = pred.top_index
+        heat = _normalise(pred.geometry.to_original(_normalise(pred.cam(idx))))
+        result.heatmap, result.heatmap_method, result.heatmap_class = heat, "gradcam", pred.labels[idx]
+        if result.lung_mask is None:
+            return
+        total = float(heat.sum())
+        outside = float(heat[~result.lung_mask].sum() / total) if total > 0 else 0.0
+        result.saliency_outside_lungs = outside
+        area = float(result.lung_mask.mean())
+        if total > 0 and outside >= 1.0 - area:
+            result.warnings.append(
+                f"{outside:.0%} of the heatmap lies outside the lungs (no more lung-focused than chance): "
+                "the score may rest on something other than the lungs"
+            )
+
+    def _neighbours(self, result: AnalysisResult, embedding: np.ndarray, model_id: str, job: _Job) -> None:
+        from cxrviewer.ml.retrieval import neighbour_vote
+
+        try:
+            found = list(self.libraries.query(embedding, self.settings.neighbours, model_id=model_id))
+        except Exception as exc:  # noqa: BLE001 - e.g. a library built with another model
+            result.warnings.append(f"similar cases are not shown: {exc}")
+            return
+        result.neighbours = [
+            Neighbour(
+                case_id=str(n.case_id),
+                library=str(n.library),
+                label=str(n.label),
+                distance=float(n.distance),
+                source=getattr(n, "source", None),
+                licence=getattr(n, "licence", None),
+            )
+            for n in found
+        ]
+        result.neighbour_vote = neighbour_vote([n.label for n in found], [n.distance for n in found]).weighted
+
+    # -- results -----------------------------------------------------------------------------------------
+    def _end(
+        self,
+        job: _Job,
+        status: str,
+        reason: str | None,
+        predictor=None,
+        probabilities: dict[str, float] | None = None,
+        operating_point: OperatingPoint | None = None,
+        close: bool = True,
+    ) -> AnalysisResult:
+        result = AnalysisResult(
+            path=job.path,
+            status=status,  # type: ignore[arg-type]
+            probabilities=probabilities or {},
+            reason=reason,
+            operating_point=operating_point,
+            warnings=job.warnings,
+        )
+        if predictor is not None:
+            result.model_id = predictor.model_id
+            result.backend = predictor.backend
+            result.backend_reason = predictor.backend_reason
+        job.result = result
+        if close:
+            self._close(job, result)
+        return result
+
+    @staticmethod
+    def _close(job: _Job, result: AnalysisResult) -> None:
+        """Stamp the total latency and the step timings."""
+        total = (time.perf_counter() - job.started) * 1000.0
+        result.timings_ms = {**job.timings, "total": total}
+        result.latency_ms = total

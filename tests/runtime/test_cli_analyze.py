@@ -1,0 +1,82 @@
+"""``cxrviewer analyze``: JSON schema and CSV on a temp folder of synthetic PNGs, exit codes, wiring."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from cxrviewer.cli_analyze import main
+from cxrviewer.services.result import JSON_SCHEMA_VERSION
+from tests.conftest import REPO_ROOT
+from tests.runtime.models import make_runtime_model_dir, synthetic_cxr
+
+KEYS = {
+    "path", "status", "probabilities", "reason", "latency_ms", "top_label", "operating_point", "warnings",
+    "model_id", "backend", "backend_reason", "neighbours", "neighbour_vote", "saliency_outside_lungs",
+    "timings_ms", "schema_version",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_runtime_model_dir(tmp_path_factory.mktemp("cli") / "tiny")
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    root = tmp_path / "study"
+    (root / "sub").mkdir(parents=True)
+    for i, name in enumerate(["a.png", "b.PNG", "sub/c.png"]):
+        cv2.imwrite(str(root / name), synthetic_cxr(90 + 10 * i, 80, seed=i))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_json_schema_on_a_folder(model_dir, folder, tmp_path):
+    out = tmp_path / "out.json"
+    rc = main([str(folder), "--json", "--out", str(out), "--model", str(model_dir), "--threads", "1"])
+    assert rc == 0
+    rows = json.loads(out.read_text())
+    assert [r["path"].rsplit("study", 1)[1] for r in rows] == ["/a.png", "/b.PNG", "/sub/c.png"]
+    for r in rows:
+        assert set(r) == KEYS
+        assert r["status"] == "ok" and r["schema_version"] == JSON_SCHEMA_VERSION
+        assert set(r["probabilities"]) == {"normal", "pneumonia", "covid"}
+        assert r["operating_point"]["name"] == "balanced" and isinstance(
+            r["operating_point"]["positive"], bool
+        )
+        assert r["backend"] and r["backend_reason"] and r["latency_ms"] > 0
+
+
+def test_csv_and_error_exit_status(model_dir, folder, tmp_path, capsys):
+    broken = folder / "broken.png"
+    broken.write_bytes(b"garbage")
+    rc = main([str(folder), "--csv", "--model", str(model_dir), "--device", "cpu", "--threads", "1"])
+    assert rc == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 4
+    by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
+    assert by_name["broken.png"]["status"] == "error" and by_name["broken.png"]["reason"]
+    assert by_name["a.png"]["status"] == "ok" and float(by_name["a.png"]["p_covid"]) >= 0
+    assert by_name["a.png"]["backend"] == "onnxruntime-cpu-fp32"
+
+
+def test_empty_input_is_a_usage_error(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_wired_as_a_subcommand_of_cxrviewer(model_dir, folder):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrviewer", "analyze", str(folder / "a.png"), "--model", str(model_dir)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["status"] == "ok" and "Research use only" in proc.stderr

@@ -1,0 +1,41 @@
+"""Importing the runtime is cheap; the ONNX Runtime path never imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+from tests.runtime.models import make_runtime_model_dir
+
+HEAVY = ("torch", "onnxruntime", "PySide6")
+
+
+def _modules_after(code: str) -> set[str]:
+    full = f"import sys, json\n{code}\nprint(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", full], capture_output=True, text=True, check=True, timeout=120, cwd=REPO_ROOT
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_runtime_modules_loads_no_heavy_library():
+    mods = _modules_after(
+        "import cxrviewer.ml.predictor, cxrviewer.ml.onnx_export, cxrviewer.ml.backends.selection\n"
+        "import cxrviewer.services.analysis, cxrviewer.cli_analyze, cxrviewer.__main__"
+    )
+    assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
+
+
+def test_onnxruntime_predictor_on_cpu_never_imports_torch(tmp_path):
+    d = make_runtime_model_dir(tmp_path / "m")
+    mods = _modules_after(
+        "import numpy as np\n"
+        "from cxrviewer.ml.predictor import Predictor\n"
+        f"p = Predictor.load({str(d)!r}, device='cpu')\n"
+        "assert p.backend == 'onnxruntime-cpu-fp32', p.backend\n"
+        "p.predict([np.full((80, 70), 120, np.uint8)])"
+    )
+    assert "onnxruntime" in mods
+    assert "torch" not in mods
