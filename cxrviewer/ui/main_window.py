@@ -283,9 +283,13 @@ class MainWindow(QMainWindow):
         # Analysis
         a["analyse"] = self._action("&Analyse image", self.analyse_current, "Ctrl+R")
         a["cancel"] = self._action("&Cancel analysis", self.cancel_analysis, "Ctrl+.")
-        a["heatmap"] = self._action("Show &heatmap", self.overlay_controls.heatmap.setChecked, "O", True)
+        a["heatmap"] = self._action(
+            "Show &heatmap", lambda c: self.overlay_controls.heatmap.setChecked(c), "O", True
+        )
         a["heatmap"].setChecked(self.settings.heatmap_visible)
-        a["mask"] = self._action("Show &lung mask", self.overlay_controls.mask.setChecked, "L", True)
+        a["mask"] = self._action(
+            "Show &lung mask", lambda c: self.overlay_controls.mask.setChecked(c), "L", True
+        )
         a["mask"].setChecked(self.settings.mask_visible)
         am = mb.addMenu("&Analysis")
         am.addActions([a["analyse"], a["cancel"]])
@@ -687,9 +691,14 @@ class MainWindow(QMainWindow):
         self.compare_view.set_image(loaded)
         self.compare_title.setText(f"  {title}")
         self.compare_panel.setVisible(True)
-        self.splitter.setSizes([1, 1])
-        QTimer.singleShot(0, lambda: self.sync._sync_range(self.view, self.compare_view))
-        QTimer.singleShot(0, lambda: self.sync._sync_window(self.view, self.compare_view))
+        QTimer.singleShot(0, self._layout_compare)
+
+    def _layout_compare(self) -> None:
+        half = max(self.splitter.width() // 2, 1)
+        self.splitter.setSizes([half, max(self.splitter.width() - half, 1)])
+        self.view.fit()
+        self.sync._sync_range(self.view, self.compare_view)
+        self.sync._sync_window(self.view, self.compare_view)
 
     def close_compare(self) -> None:
         self.compare_panel.setVisible(False)

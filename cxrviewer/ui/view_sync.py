@@ -1,7 +1,8 @@
 """Synchronises two image views: zoom/pan and window/level, in *relative* terms so that images of different
 sizes and value ranges (a 3000-px DICOM beside a 256-px thumbnail) stay comparable.
 
-The visible rectangle is expressed as a fraction of each image's width/height; the window as a fraction of
+The view centre is expressed as a fraction of each image's width/height and the zoom as screen pixels per
+image width (so the same part of each image fills the same share of its view); the window as a fraction of
 each image's value range.
 """
 
@@ -26,22 +27,30 @@ class ViewSync(QObject):
         b.window_changed.connect(lambda _w: self._sync_window(b, a))
 
     def _sync_range(self, src: ImageView, dst: ImageView) -> None:
+        """Give ``dst`` the same centre (as a fraction of its image) and the same screen size per image
+        width as ``src``; its own widget aspect ratio is kept, so the two never fight over the aspect lock."""
         if not self.enabled or self._busy or src.loaded is None or dst.loaded is None:
             return
         s_bounds = src.image_item.mapRectToParent(src.image_item.boundingRect())
         d_bounds = dst.image_item.mapRectToParent(dst.image_item.boundingRect())
-        if s_bounds.width() <= 0 or s_bounds.height() <= 0:
-            return
         r = src.view_box.viewRect()
-        fx0 = (r.left() - s_bounds.left()) / s_bounds.width()
-        fy0 = (r.top() - s_bounds.top()) / s_bounds.height()
-        fw, fh = r.width() / s_bounds.width(), r.height() / s_bounds.height()
-        target = QRectF(
-            d_bounds.left() + fx0 * d_bounds.width(),
-            d_bounds.top() + fy0 * d_bounds.height(),
-            fw * d_bounds.width(),
-            fh * d_bounds.height(),
-        )
+        s_px, d_px = src.view_box.size(), dst.view_box.size()
+        if (
+            min(s_bounds.width(), s_bounds.height(), r.width(), s_px.width(), d_px.width(), d_px.height())
+            <= 0
+        ):
+            return
+        fx = (r.center().x() - s_bounds.left()) / s_bounds.width()
+        fy = (r.center().y() - s_bounds.top()) / s_bounds.height()
+        screen_per_image = s_px.width() * s_bounds.width() / r.width()  # screen px per image width
+        width = d_px.width() * d_bounds.width() / screen_per_image
+        height = width * d_px.height() / d_px.width()
+        cx = d_bounds.left() + fx * d_bounds.width()
+        cy = d_bounds.top() + fy * d_bounds.height()
+        target = QRectF(cx - width / 2, cy - height / 2, width, height)
+        current = dst.view_box.viewRect()
+        if abs(current.width() - width) <= 1e-6 * width and abs(current.center().x() - cx) <= 1e-6 * width:
+            return
         self._busy = True
         try:
             dst.view_box.setRange(rect=target, padding=0)

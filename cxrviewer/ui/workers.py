@@ -54,6 +54,8 @@ def _start_thread(worker: QObject, name: str) -> QThread:
 
 
 def _stop_thread(thread: QThread, worker: QObject, timeout_ms: int) -> bool:
+    if thread.isFinished():
+        return True
     thread.quit()
     finished = thread.wait(timeout_ms)
     if finished:
@@ -243,10 +245,7 @@ class AnalysisWorker(QObject):
         except Exception as exc:
             self.failed.emit(generation, _message(exc))
             return
-        if self._is_cancelled(generation):
-            self.cancelled.emit(generation)
-            return
-        self.finished.emit(generation, result)
+        self.finished.emit(generation, result)  # the client drops it if it has gone stale meanwhile
 
 
 class AnalysisClient(QObject):
