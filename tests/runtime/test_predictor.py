@@ -104,3 +104,16 @@ def test_non_classifier_is_refused(tmp_path):
     (d / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelIntegrityError, match="not a classifier"):
         Predictor.load(d, settings=FAST)
+
+
+@pytest.mark.gpu
+def test_cuda_half_precision_close_to_onnxruntime_fp32(model_dir, images):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    gpu = Predictor.load(model_dir, device="cuda", settings=FAST)
+    assert gpu.backend in ("torch-cuda-bf16", "torch-cuda-fp16") and "CUDA device" in gpu.backend_reason
+    cpu = Predictor.load(model_dir, backend="onnxruntime-cpu-fp32", settings=FAST)
+    for a, b in zip(gpu.predict(images), cpu.predict(images), strict=True):
+        assert np.abs(a.probabilities - b.probabilities).max() < 0.05
+        assert a.top_index == b.top_index or np.ptp(np.sort(b.probabilities)[-2:]) < 0.05
