@@ -1,13 +1,11 @@
-"""A real analyzer for UI tests: the tiny test classifier (tests/helpers/tiny_model.py) run by the project's
-Predictor, turned into an :class:`AnalysisResult` with probabilities, the manifest's operating point, a
-Grad-CAM heatmap on the image grid and a simple lung mask. Used until (and besides) the analysis pipeline."""
+"""A scripted analyzer for UI tests: real :class:`AnalysisResult` objects whose timing the test controls
+(block until released, honour or ignore cancellation). Tests of the real model path use the analysis
+pipeline with the tiny test model instead (see test_analysis_threading.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -21,54 +19,6 @@ def lung_box_mask(shape: tuple[int, int]) -> np.ndarray:
     mask[int(0.2 * h) : int(0.8 * h), int(0.15 * w) : int(0.45 * w)] = True
     mask[int(0.2 * h) : int(0.8 * h), int(0.55 * w) : int(0.85 * w)] = True
     return mask
-
-
-def tiny_model_analyzer_factory(model_dir: Path, calls: list | None = None) -> Callable[[], Callable]:
-    """Factory (run in the analysis thread) loading the tiny model with the Predictor on CPU."""
-
-    def build():
-        from cxrviewer.ml.predictor import Predictor, PredictorSettings
-
-        predictor = Predictor.load(model_dir, device="cpu", settings=PredictorSettings(threads=1))
-        th = predictor.manifest.thresholds
-        positive = th["positive_class"]
-        op_name = th["default"]
-        op = th["operating_points"][op_name]
-
-        def analyze(image) -> AnalysisResult:
-            t0 = time.perf_counter()
-            pred = predictor.predict([image.display()])[0]
-            probs = pred.probability_dict()
-            cam = pred.geometry.to_original(pred.cam())
-            heat = cam / cam.max() if cam.max() > 0 else cam
-            result = AnalysisResult(
-                path=image.source.name,
-                status="ok",
-                probabilities=probs,
-                latency_ms=(time.perf_counter() - t0) * 1000.0,
-                model_id=predictor.model_id,
-                backend=predictor.backend,
-                backend_reason=predictor.backend_reason,
-                operating_point=OperatingPoint(
-                    op_name,
-                    positive,
-                    float(op["threshold"]),
-                    op.get("sensitivity"),
-                    op.get("specificity"),
-                    positive=probs[positive] >= float(op["threshold"]),
-                ),
-                heatmap=heat.astype(np.float32),
-                heatmap_method="gradcam",
-                heatmap_class=pred.labels[pred.top_index],
-                lung_mask=lung_box_mask(image.pixels.shape),
-            )
-            if calls is not None:
-                calls.append(image.source.name)
-            return result
-
-        return analyze
-
-    return build
 
 
 class ScriptedAnalyzer:
