@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 from tests.runtime.models import make_runtime_model_dir
 
@@ -28,12 +30,17 @@ def test_importing_the_runtime_modules_loads_no_heavy_library():
     assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
 
 
-def test_onnxruntime_predictor_on_cpu_never_imports_torch(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_onnxruntime_predictor_on_cpu_never_imports_torch(tmp_path, device):
+    from cxrviewer.ml.backends.selection import nvidia_driver_present
+
+    if device == "auto" and nvidia_driver_present():
+        pytest.skip("this machine has an NVIDIA driver: auto asks torch about CUDA")
     d = make_runtime_model_dir(tmp_path / "m")
     mods = _modules_after(
         "import numpy as np\n"
         "from cxrviewer.ml.predictor import Predictor\n"
-        f"p = Predictor.load({str(d)!r}, device='cpu')\n"
+        f"p = Predictor.load({str(d)!r}, device={device!r})\n"
         "assert p.backend == 'onnxruntime-cpu-fp32', p.backend\n"
         "p.predict([np.full((80, 70), 120, np.uint8)])"
     )

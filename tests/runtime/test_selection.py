@@ -30,11 +30,14 @@ def _manifest(onnx: bool = True, int8: bool = False, acceptable: bool = False) -
 
 @pytest.fixture()
 def no_cuda(monkeypatch):
+    """A machine with an NVIDIA driver but no usable device: torch is asked and says no."""
+    monkeypatch.setattr(selection, "nvidia_driver_present", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 @pytest.fixture()
 def fake_cuda(monkeypatch):
+    monkeypatch.setattr(selection, "nvidia_driver_present", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU 9000")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -92,6 +95,18 @@ def test_torch_cpu_fallbacks(no_cuda, monkeypatch):
     )
     c = select_backend(_manifest())
     assert c.name == "torch-cpu-fp32" and "onnxruntime is not installed" in c.reason
+
+
+def test_without_a_driver_torch_is_not_asked(monkeypatch):
+    def boom():
+        raise AssertionError("torch.cuda.is_available must not be called without a driver")
+
+    monkeypatch.setattr(selection, "nvidia_driver_present", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", boom)
+    c = select_backend(_manifest(), "auto")
+    assert c.name == "onnxruntime-cpu-fp32" and "no NVIDIA driver found" in c.reason
+    with pytest.raises(BackendUnavailableError, match="CUDA was requested but no CUDA device"):
+        select_backend(_manifest(), "cuda")
 
 
 def test_unknown_device_is_rejected():

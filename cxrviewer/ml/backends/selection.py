@@ -13,7 +13,9 @@ Rules (the reason string says which applied):
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from cxrviewer.ml.manifest import ModelManifest
 
@@ -45,8 +47,31 @@ class BackendChoice:
         return self.name.startswith("torch-")
 
 
+def nvidia_driver_present() -> bool:
+    """A cheap check that needs no torch import: could this machine have a CUDA device at all?
+
+    Linux: the NVIDIA kernel driver is loaded; Windows: the CUDA driver library is installed; macOS: never.
+    Other platforms answer True and let torch decide.
+    """
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    if sys.platform == "win32":
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
+    return True
+
+
 def cuda_status() -> tuple[bool, str]:
-    """Whether torch sees a usable CUDA device, and a human description (the device name or why not)."""
+    """Whether torch sees a usable CUDA device, and a human description (the device name or why not).
+
+    Without an NVIDIA driver torch is not even imported (it costs seconds and hundreds of MB), so on a
+    laptop without CUDA the ONNX Runtime path stays torch-free.
+    """
+    if not nvidia_driver_present():
+        return False, "no CUDA device is available (no NVIDIA driver found)"
     if importlib.util.find_spec("torch") is None:
         return False, "torch is not installed"
     import torch
