@@ -56,6 +56,10 @@ def dataset(tmp_path_factory):
         w = csv.writer(fh)
         w.writerow(COLUMNS)
         w.writerows(rows)
+    # 001 is a re-upload of 000: only the first copy goes into a library.
+    (root / "near_duplicates.csv").write_text(
+        "path_a,path_b,hamming,ncc\nimages/001.png,images/000.png,0,0.999\n", encoding="utf-8"
+    )
     return root / "labels.csv"
 
 
@@ -95,8 +99,9 @@ def test_build_redistributable_reference_library(tmp_path, dataset, model_dir, c
     out = tmp_path / "reference.cxrlib"
     assert _build(model_dir, dataset, out, "--redistributable-only") == 0
     summary = capsys.readouterr().out
-    assert "wrote 6 cases" in summary and "2 unreadable image" in summary
-    assert "redistributable thumbnails: 6 of 6" in summary
+    assert "wrote 5 cases" in summary and "2 unreadable image" in summary
+    assert "1 near-duplicate of a kept case" in summary
+    assert "redistributable thumbnails: 5 of 5" in summary
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.cxrlib"]  # no .partial, no WAL
 
     model, manifest = load_classifier(model_dir)
@@ -107,22 +112,24 @@ def test_build_redistributable_reference_library(tmp_path, dataset, model_dir, c
         assert info.redistributable.startswith("redistributable")
         assert "never NonCommercial" in info.licence_rule
         cases = lib.cases(full=True)
-        assert [c.label for c in cases] == ["covid", "covid", "normal", "normal", "pneumonia", "pneumonia"]
+        assert [c.label for c in cases] == ["covid", "normal", "normal", "pneumonia", "pneumonia"]
+        assert cases[0].provenance.startswith("synthetic@test:0;")
         assert all(c.redistributable for c in cases)
-        assert cases[4].provenance == "synthetic@test:4; dataset label pneumonia_bacterial; view PA"
+        assert cases[3].provenance == "synthetic@test:4; dataset label pneumonia_bacterial; view PA"
         # The stored embedding is the model's embedding of the preprocessed image.
         img = cv2.imread(str(dataset.parent / "images/002.png"), cv2.IMREAD_GRAYSCALE)
         expected = embed_images(model, model_input(img, manifest.preprocess_spec)[None])[0]
-        np.testing.assert_allclose(cases[2].embedding, expected, atol=1e-5)
+        np.testing.assert_allclose(cases[1].embedding, expected, atol=1e-5)
         top = lib.query(expected, k=1, model_id=manifest.model_id)[0]
-        assert top.case_id == cases[2].id and top.distance < 1e-5
-        thumb = cv2.imdecode(np.frombuffer(cases[2].thumbnail, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert top.case_id == cases[1].id and top.distance < 1e-5
+        thumb = cv2.imdecode(np.frombuffer(cases[1].thumbnail, np.uint8), cv2.IMREAD_GRAYSCALE)
         assert max(thumb.shape) == 128
 
 
 def test_build_local_library_keeps_non_redistributable_cases(tmp_path, dataset, model_dir, capsys):
     out = tmp_path / "local.cxrlib"
-    assert _build(model_dir, dataset, out, "--licence-allow", "listed as authorized for everyone") == 0
+    allow = ["--licence-allow", "listed as authorized for everyone"]
+    assert _build(model_dir, dataset, out, *allow, "--near-duplicates", "none") == 0
     with CaseLibrary.open(out, read_only=True) as lib:
         cases = lib.cases()
         assert len(cases) == 8
@@ -145,4 +152,17 @@ def test_build_reports_bad_inputs(tmp_path, dataset, model_dir, capsys):
     assert "lacks the column(s) label, path" in capsys.readouterr().err
     assert _build(tmp_path / "no-model", dataset, tmp_path / "b.cxrlib") == 2
     assert "not a model folder" in capsys.readouterr().err
+    assert (
+        _build(model_dir, dataset, tmp_path / "c.cxrlib", "--near-duplicates", str(tmp_path / "x.csv")) == 2
+    )
+    assert "near-duplicates file not found" in capsys.readouterr().err
     assert not any(p.suffix == ".cxrlib" or p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_near_duplicate_groups_are_transitive_and_keep_the_first_eligible_copy():
+    rows = [build_index._Row(k, None, "covid", "", "", "", True) for k in ["c", "a", "x", "b", "d"]]
+    summary = build_index.BuildSummary()
+    pairs = [("a", "b"), ("b", "c"), ("zz", "d")]  # a~b~c one radiograph; d's twin is not eligible
+    kept = build_index.drop_near_duplicates(rows, pairs, summary)
+    assert [r.key for r in kept] == ["c", "x", "d"]
+    assert summary.skipped["near-duplicate of a kept case"] == 2

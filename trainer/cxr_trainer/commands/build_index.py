@@ -10,6 +10,10 @@ With ``--redistributable-only`` only images whose licence allows redistribution 
 :func:`cxrviewer.services.case_library.licence_allows_redistribution` and is recorded in the library); a
 library built without it says that it must not be shipped.
 
+Near-duplicates (the same radiograph uploaded twice, listed in ``near_duplicates.csv`` beside the labels or
+given with ``--near-duplicates``) are collapsed to the first eligible copy, so a query never shows one film
+twice.
+
 The library is written to ``OUT.partial`` and moved to ``OUT`` only when complete, so an interrupted build
 never leaves a half-built library in place.
 """
@@ -63,7 +67,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="library display name (default: the output file name)")
     p.add_argument("--kind", choices=KINDS, default="reference", help="library kind (default: reference)")
     p.add_argument("--batch-size", type=int, default=32, help="images embedded per batch")
-    p.add_argument("--limit", type=int, default=None, help="stop after this many eligible rows (trials)")
+    p.add_argument(
+        "--near-duplicates",
+        default=None,
+        metavar="CSV|none",
+        help="pairs of the same radiograph (path_a, path_b); one case per group is kept (default: "
+        "near_duplicates.csv beside --labels when present; 'none' keeps every copy)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="stop after this many eligible rows (trials; skip counts still cover the whole CSV)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.set_defaults(func=run)
@@ -97,6 +113,7 @@ class BuildSummary:
 
 @dataclass(frozen=True)
 class _Row:
+    key: str  # the path as written in the CSV
     path: Path
     label: str
     source: str
@@ -140,6 +157,7 @@ def select_rows(
             details.append(f"view {r['view']}")
         out.append(
             _Row(
+                key=r["path"],
                 path=root / r["path"],
                 label=label_map[raw] if label_map is not None else raw,
                 source=(r.get("source") or "").strip(),
@@ -149,6 +167,49 @@ def select_rows(
             )
         )
     return out
+
+
+def duplicate_pairs(spec: str | None, labels_csv: Path) -> list[tuple[str, str]]:
+    """Near-duplicate pairs from ``spec`` (a CSV path, ``none``, or None for the one beside the labels)."""
+    if spec is not None and spec.lower() == "none":
+        return []
+    path = Path(spec) if spec is not None else labels_csv.parent / "near_duplicates.csv"
+    if not path.is_file():
+        if spec is not None:
+            raise FileNotFoundError(f"near-duplicates file not found: {path}")
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not {"path_a", "path_b"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{path} lacks the columns path_a and path_b")
+        return [(r["path_a"], r["path_b"]) for r in reader]
+
+
+def drop_near_duplicates(rows: list[_Row], pairs: list[tuple[str, str]], summary: BuildSummary) -> list[_Row]:
+    """Keep the first row (in CSV order) of each group of near-duplicates linked by ``pairs``."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        group = find(row.key)
+        if group in seen:
+            summary.skipped["near-duplicate of a kept case"] += 1
+            continue
+        seen.add(group)
+        kept.append(row)
+    return kept
 
 
 def statement(redistributable_only: bool, n_ok: int, total: int) -> str:
@@ -181,6 +242,7 @@ def build_library(args: argparse.Namespace) -> BuildSummary:
     summary.model_id = manifest.model_id
     label_map = manifest.task.get("label_map") or None
     rows = select_rows(args.labels, label_map, args.redistributable_only, args.licence_allow, summary)
+    rows = drop_near_duplicates(rows, duplicate_pairs(args.near_duplicates, args.labels), summary)
     if args.limit is not None:
         rows = rows[: args.limit]
 
