@@ -7,10 +7,11 @@ How the search works. Embeddings are L2-normalised ``float32`` rows, so cosine s
 one matrix–vector product ``E @ q`` scores every case, ``np.argpartition`` picks the k best in O(N) and only
 those k are sorted. Distances are cosine distances ``1 - cos`` in [0, 2].
 
-Why exact search is enough here. A reference library holds thousands of cases and a user's own library
-fewer; even at 100,000 cases × 512 dimensions the matrix is 200 MB of ``float32`` and one query is a
-~51-MFLOP BLAS call plus a linear-time partition: a few milliseconds on a laptop core (measured by
-``benchmarks/bench_retrieval.py``), with exact results and no index to train or keep in sync with writes.
+Why exact search is enough here. The shippable reference library holds ~1,400 cases and a user's own
+library fewer: a query takes well under a millisecond. Even at 100,000 cases × 512 dimensions the matrix is
+200 MB of ``float32`` and one query is a memory-bound matrix–vector product plus a linear-time partition,
+~16 ms on one core of our shared 2-core development machine (``benchmarks/bench_retrieval.py``), with exact
+results and no index to train or keep in sync with writes.
 
 What to switch to past millions of cases. Memory (4·d bytes per case) and the O(N·d) scan then dominate:
 10 M × 512 is 20 GB. Use an approximate index — FAISS ``IndexIVFPQ`` (coarse k-means lists, probe a few,
