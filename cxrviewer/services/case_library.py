@@ -667,6 +667,14 @@ class CaseLibrary:
         )
         return self._cache
 
+    def preload(self, model_id: str) -> int:
+        """Load the search matrix now (e.g. in a background thread at start-up); returns the case count.
+
+        The first query otherwise pays for it (~1 s at 100,000 cases, see ``benchmarks/bench_retrieval.py``).
+        """
+        with self._lock:
+            return self._loaded(model_id).index.size
+
     def query(self, embedding: np.ndarray, k: int = 4, *, model_id: str) -> list[Neighbour]:
         """The ``k`` cases nearest to ``embedding`` (cosine), nearest first.
 
@@ -732,6 +740,10 @@ class LibrarySet:
     def stale(self, model_id: str) -> list[CaseLibrary]:
         """The libraries that must be re-embedded or rebuilt before ``model_id`` can search them."""
         return [lib for lib in self.libraries if lib.needs_reembedding(model_id)]
+
+    def preload(self, model_id: str) -> int:
+        """Load every up-to-date library's search matrix now; returns the number of cases searchable."""
+        return sum(lib.preload(model_id) for lib in self.libraries if not lib.needs_reembedding(model_id))
 
     def query(
         self, embedding: np.ndarray, k: int = 4, *, model_id: str, skip_stale: bool = False

@@ -153,6 +153,9 @@ def test_add_and_remove_update_queries(lib):
 
 def test_cache_sees_writes_from_another_connection(lib):
     emb = _fill(lib, 5)
+    assert lib.preload(MODEL) == 5
+    with pytest.raises(LibraryModelMismatch):
+        lib.preload(OTHER)
     assert len(lib.query(emb[0], k=10, model_id=MODEL)) == 5
     with CaseLibrary.open(lib.path) as other:
         other.add_case(_image(4), -emb[0], "covid", model_id=MODEL)
@@ -243,6 +246,7 @@ def test_library_set_merges_by_distance(tmp_path):
 
         mine.reembed(OTHER, lambda cases: np.ones((len(cases), 4)))
         assert both.stale(MODEL) == [mine]
+        assert both.preload(MODEL) == 20
         with pytest.raises(LibraryModelMismatch, match="'mine'"):
             both.query(q, model_id=MODEL)
         assert {n.library for n in both.query(q, k=6, model_id=MODEL, skip_stale=True)} == {"reference"}
