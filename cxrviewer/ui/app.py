@@ -49,6 +49,7 @@ def run(paths: Sequence[str | Path], *, on_first_paint: Callable[[MainWindow], N
             window.open_paths(list(paths))
 
     window.first_painted.connect(after_paint)
+    app.aboutToQuit.connect(window.shutdown)
     window.show()
     QTimer.singleShot(0, window.raise_)
     return app.exec()

@@ -10,11 +10,12 @@ the stored values run the other way, so the percentile pairs are mirrored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cxrviewer.core.windowing import Window
+if TYPE_CHECKING:  # cxrviewer.core (pydicom) is imported by the I/O thread, not at start-up
+    from cxrviewer.core.windowing import Window
 
 #: Percentile pairs (of non-padding pixels) per preset, for MONOCHROME2 (low value = dark).
 PRESET_PERCENTILES: dict[str, tuple[float, float]] = {
@@ -61,6 +62,8 @@ def histogram_sample(pixels: np.ndarray, padding: np.ndarray | None) -> np.ndarr
 
 def compute_presets(pixels: np.ndarray, padding: np.ndarray | None, inverted: bool) -> dict[str, Window]:
     """The histogram-relative presets of :data:`PRESET_PERCENTILES` (empty when every pixel is padding)."""
+    from cxrviewer.core.windowing import Window
+
     sample = histogram_sample(pixels, padding)
     if sample.size == 0:
         return {}
@@ -77,6 +80,8 @@ def compute_presets(pixels: np.ndarray, padding: np.ndarray | None, inverted: bo
 
 def prepare_image(image: Any) -> LoadedImage:
     """Wrap a loaded ``CxrImage``: presets (``default`` = the file's window, else the automatic one)."""
+    from cxrviewer.core.windowing import Window
+
     pixels = image.pixels
     padding = image.padding_mask()
     presets = compute_presets(pixels, padding, bool(image.invert))

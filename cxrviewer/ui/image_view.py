@@ -10,6 +10,7 @@ during a drag are coalesced: only the newest window is rendered when the event l
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -17,11 +18,13 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from cxrviewer.core.windowing import Window
 from cxrviewer.ui.image_stats import LoadedImage
 from cxrviewer.ui.measure_items import MeasurementLayer, MeasurementRecord
 from cxrviewer.ui.overlays import HEATMAP_COLORMAP, HeatmapOverlay, MaskOverlay
 from cxrviewer.ui.view_box import ViewerViewBox
+
+if TYPE_CHECKING:
+    from cxrviewer.core.windowing import Window
 
 #: Fraction of the image's value range that one screen pixel of window/level drag moves.
 DRAG_SENSITIVITY = 1.0 / 600.0
@@ -115,6 +118,8 @@ class ImageView(QWidget):
     # ------------------------------------------------------------------------------------ window/level
     def set_window(self, center: float, width: float, name: str = "user") -> None:
         """Set the window in modality units (rendered on the next event-loop turn)."""
+        from cxrviewer.core.windowing import Window
+
         if self.loaded is None:
             return
         width = max(float(width), 1e-6)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
@@ -30,23 +30,23 @@ from PySide6.QtWidgets import (
 )
 
 from cxrviewer import INTENDED_USE, __version__
-from cxrviewer.core.windowing import Window
 from cxrviewer.resources import resources_dir
 from cxrviewer.services.result import AnalysisResult, Neighbour
 from cxrviewer.services.worklist import ItemStatus, Worklist
 from cxrviewer.ui.ai_panel import RESEARCH_NOTICE, AiPanel
-from cxrviewer.ui.array_image import decode_png
 from cxrviewer.ui.image_stats import PRESET_ORDER, LoadedImage, prepare_image
-from cxrviewer.ui.image_view import ImageView
 from cxrviewer.ui.metadata_panel import MetadataPanel
 from cxrviewer.ui.overlay_controls import OverlayControls
 from cxrviewer.ui.preferences_dialog import PreferencesDialog
 from cxrviewer.ui.settings import ViewerSettings, add_recent_path, load_settings, recent_paths, save_settings
 from cxrviewer.ui.similar_panel import SimilarCasesPanel
 from cxrviewer.ui.study_browser import StudyBrowser, image_sources
-from cxrviewer.ui.view_sync import ViewSync
 from cxrviewer.ui.workers import AnalysisClient, AnalyzerFactory, LoadClient
 from cxrviewer.ui.worklist_view import WorklistPanel
+
+if TYPE_CHECKING:
+    from cxrviewer.core.windowing import Window
+    from cxrviewer.ui.image_view import ImageView
 
 CONTAINER_SUFFIXES = (".zip",)
 
@@ -104,32 +104,64 @@ class MainWindow(QMainWindow):
 
         self.loader = LoadClient(self)
         self.analysis = AnalysisClient(analyzer_factory, self)
+        self._views: tuple[ImageView, ImageView] | None = None
         self._build_central()
         self._build_docks()
         self._build_actions()
         self._build_status_bar()
         self._wire()
-        self._apply_overlay_settings()
+        # pyqtgraph (the image views) is imported right after the first paint, so the window appears sooner
+        self.first_painted.connect(self.ensure_views)
 
     # ---------------------------------------------------------------------------------------- building
     def _build_central(self) -> None:
-        self.view = ImageView()
-        self.compare_view = ImageView()
+        self.placeholder = QLabel("Drop a file, folder or ZIP here")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setObjectName("hint")
+        self.placeholder.setStyleSheet("background: #0b0d10;")
         self.compare_title = QLabel()
         self.compare_title.setObjectName("hint")
-        compare = QWidget()
-        cl = QVBoxLayout(compare)
+        self.compare_panel = QWidget()
+        cl = QVBoxLayout(self.compare_panel)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.setSpacing(0)
         cl.addWidget(self.compare_title)
-        cl.addWidget(self.compare_view, 1)
-        self.compare_panel = compare
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.view)
-        self.splitter.addWidget(compare)
-        compare.setVisible(False)
-        self.sync = ViewSync(self.view, self.compare_view)
+        self.splitter.addWidget(self.placeholder)
+        self.splitter.addWidget(self.compare_panel)
+        self.compare_panel.setVisible(False)
         self.setCentralWidget(self.splitter)
+
+    def ensure_views(self) -> tuple[ImageView, ImageView]:
+        """Create the image view and the comparison view (imports pyqtgraph) if not done yet."""
+        if self._views is not None:
+            return self._views
+        from cxrviewer.ui.image_view import ImageView
+        from cxrviewer.ui.view_sync import ViewSync
+
+        view, compare = ImageView(), ImageView()
+        self._views = (view, compare)
+        self.splitter.replaceWidget(0, view)
+        self.placeholder.deleteLater()
+        self.compare_panel.layout().addWidget(compare, 1)
+        self.sync = ViewSync(view, compare)
+        view.cursor_info.connect(self.readout.setText)
+        view.window_changed.connect(self._show_window)
+        view.view_changed.connect(self._show_zoom)
+        view.measurement_done.connect(lambda rec: self.statusBar().showMessage(rec.text, 8000))
+        compare.cursor_info.connect(self.readout.setText)
+        self._apply_overlay_settings()
+        return self._views
+
+    @property
+    def view(self) -> ImageView:
+        """The main image view."""
+        return self.ensure_views()[0]
+
+    @property
+    def compare_view(self) -> ImageView:
+        """The second view (similar case or prior), shown beside the main one."""
+        return self.ensure_views()[1]
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, name: str) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -221,9 +253,9 @@ class MainWindow(QMainWindow):
         fm.addActions([a["preferences"], a["quit"]])
 
         # View
-        a["fit"] = self._action("&Fit", self.view.fit, "F", tip="Fit the image to the window")
+        a["fit"] = self._action("&Fit", lambda: self.view.fit(), "F", tip="Fit the image to the window")
         a["one_to_one"] = self._action(
-            "&1:1", self.view.actual_pixels, "1", tip="One image pixel per screen pixel"
+            "&1:1", lambda: self.view.actual_pixels(), "1", tip="One image pixel per screen pixel"
         )
         a["zoom_in"] = self._action(
             "Zoom &in", lambda: self.view.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn
@@ -238,7 +270,9 @@ class MainWindow(QMainWindow):
         a["flip_h"] = self._action("Flip &horizontal", lambda c: self.view.set_flip(horizontal=c), "H", True)
         a["flip_v"] = self._action("Flip &vertical", lambda c: self.view.set_flip(vertical=c), "V", True)
         a["reset_orientation"] = self._action("Reset &orientation", self._reset_orientation, "0")
-        a["invert"] = self._action("&Invert", self.view.set_inverted, "I", True, tip="Invert grey levels")
+        a["invert"] = self._action(
+            "&Invert", lambda c: self.view.set_inverted(c), "I", True, tip="Invert grey levels"
+        )
         a["fullscreen"] = self._action(
             "F&ull screen", self.toggle_full_screen, QKeySequence.StandardKey.FullScreen, True
         )
@@ -275,7 +309,9 @@ class MainWindow(QMainWindow):
             tools.addAction(act)
             a[f"tool_{key}"] = act
         a["tool_pan"].setChecked(True)
-        a["clear_measurements"] = self._action("Clear measurements", self.view.measurements.clear, "Delete")
+        a["clear_measurements"] = self._action(
+            "Clear measurements", lambda: self.view.measurements.clear(), "Delete"
+        )
         tm = mb.addMenu("&Tools")
         tm.addActions(tools.actions())
         tm.addAction(a["clear_measurements"])
@@ -344,11 +380,6 @@ class MainWindow(QMainWindow):
         self.analysis.cancelled.connect(self._on_analysis_cancelled)
         self.analysis.unavailable.connect(self._on_model_unavailable)
         self.analysis.busy_changed.connect(self.busy.setVisible)
-        self.view.cursor_info.connect(self.readout.setText)
-        self.view.window_changed.connect(self._show_window)
-        self.view.view_changed.connect(self._show_zoom)
-        self.view.measurement_done.connect(lambda rec: self.statusBar().showMessage(rec.text, 8000))
-        self.compare_view.cursor_info.connect(self.readout.setText)
         self.browser.image_selected.connect(self.show_source)
         self.similar.case_activated.connect(self.show_neighbour)
         self.similar.add_to_library.connect(self.add_current_to_library)
@@ -679,6 +710,8 @@ class MainWindow(QMainWindow):
         if not n.thumbnail_png:
             self.statusBar().showMessage("This case has no image to show.", 5000)
             return
+        from cxrviewer.ui.array_image import decode_png
+
         try:
             img = decode_png(n.thumbnail_png, f"{n.library} case {n.case_id}", {"label": n.label})
         except ValueError as exc:
@@ -737,8 +770,12 @@ class MainWindow(QMainWindow):
             "Images never leave this computer.",
         )
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def shutdown(self) -> None:
+        """Save the settings and stop the worker threads (waits for a running read or inference)."""
         save_settings(self.settings, self.store)
         self.analysis.shutdown()
         self.loader.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
         super().closeEvent(event)

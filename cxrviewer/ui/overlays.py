@@ -4,7 +4,6 @@ rotation/flip, and they are re-styled without re-running inference."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPainterPath, QPen
@@ -25,6 +24,8 @@ def heatmap_lut(name: str = HEATMAP_COLORMAP) -> np.ndarray:
 
 def mask_outline_path(mask: np.ndarray) -> QPainterPath:
     """The outer contours of a boolean mask as a path in pixel coordinates (pixel corners)."""
+    import cv2
+
     m = np.ascontiguousarray(mask.astype(np.uint8))
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     path = QPainterPath()
@@ -145,6 +146,8 @@ class HeatmapOverlay:
         if self.lungs_only and self.mask is not None:
             mask = self.mask
             if mask.shape != heat.shape:
+                import cv2
+
                 mask = (
                     cv2.resize(mask.astype(np.uint8), heat.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
                 )
