@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cxrviewer.core.preprocess import PreprocessSpec, preprocess
+from cxrviewer.core.preprocess import PreprocessSpec
+from cxrviewer.ml.predictor import model_input
 from cxrviewer.ml.retrieval import l2_normalise
 
 
@@ -39,29 +40,17 @@ def embed_images(model, batch) -> np.ndarray:
     return l2_normalise(feats.detach().cpu().numpy())
 
 
-def model_input(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """One image as a ``(C, size, size)`` model input for the channels in ``spec``.
-
-    Supports ``cxr`` and ``zeros`` channels; a ``lung`` channel needs the lung segmenter and is refused
-    here with a clear message.
-    """
-    if "lung" in spec.channels:
-        raise ValueError(
-            "this model takes a lung-probability channel; embedding it needs the lung segmenter, "
-            "which this helper does not run"
-        )
-    x, _ = preprocess(image, spec)
-    zeros = np.zeros_like(x)
-    return np.stack([x if c == "cxr" else zeros for c in spec.channels]).astype(np.float32)
-
-
 def embed_arrays(
     model, images: Sequence[np.ndarray], spec: PreprocessSpec, batch_size: int = 32
 ) -> np.ndarray:
-    """Preprocess grayscale ``images`` with ``spec`` and embed them in batches; returns (N, d) unit rows."""
+    """Preprocess grayscale ``images`` with ``spec`` and embed them in batches; returns (N, d) unit rows.
+
+    Inputs are assembled by :func:`cxrviewer.ml.predictor.model_input`, exactly as the viewer does (a model
+    with a ``lung`` channel needs lung maps and is refused here).
+    """
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
-        chunk = np.stack([model_input(img, spec) for img in images[start : start + batch_size]])
+        chunk = np.stack([model_input(img, spec)[0] for img in images[start : start + batch_size]])
         out.append(embed_images(model, chunk))
     if not out:
         raise ValueError("no images to embed")

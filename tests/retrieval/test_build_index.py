@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from cxr_trainer.commands import VERB_MODULES, build_index
 
-from cxrviewer.ml.embeddings import embed_images, model_input
+from cxrviewer.ml.embeddings import embed_images
 from cxrviewer.ml.model_io import load_classifier
+from cxrviewer.ml.predictor import Predictor, PredictorSettings, model_input
 from cxrviewer.services.case_library import CaseLibrary
 from tests.helpers.tiny_model import make_tiny_classifier_dir
 
@@ -118,10 +119,18 @@ def test_build_redistributable_reference_library(tmp_path, dataset, model_dir, c
         assert cases[3].provenance == "synthetic@test:4; dataset label pneumonia_bacterial; view PA"
         # The stored embedding is the model's embedding of the preprocessed image.
         img = cv2.imread(str(dataset.parent / "images/002.png"), cv2.IMREAD_GRAYSCALE)
-        expected = embed_images(model, model_input(img, manifest.preprocess_spec)[None])[0]
+        expected = embed_images(model, model_input(img, manifest.preprocess_spec)[0][None])[0]
         np.testing.assert_allclose(cases[1].embedding, expected, atol=1e-5)
         top = lib.query(expected, k=1, model_id=manifest.model_id)[0]
         assert top.case_id == cases[1].id and top.distance < 1e-5
+        # The viewer's predictor computes the same vector, so it finds this very case.
+        predictor = Predictor.load(
+            model_dir, device="cpu", settings=PredictorSettings(threads=1, warmup=False)
+        )
+        seen = predictor.predict([img])[0].embedding
+        assert predictor.model_id == info.model_id
+        np.testing.assert_allclose(seen, expected, atol=1e-4)
+        assert lib.query(seen, k=1, model_id=predictor.model_id)[0].case_id == cases[1].id
         thumb = cv2.imdecode(np.frombuffer(cases[1].thumbnail, np.uint8), cv2.IMREAD_GRAYSCALE)
         assert max(thumb.shape) == 128
 

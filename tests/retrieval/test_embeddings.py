@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cxrviewer.core.preprocess import PreprocessSpec, preprocess
-from cxrviewer.ml.embeddings import embed_arrays, embed_images, model_input
+from cxrviewer.core.preprocess import preprocess
+from cxrviewer.ml.embeddings import embed_arrays, embed_images
 from cxrviewer.ml.model_io import load_classifier
 from tests.helpers.tiny_model import make_tiny_classifier_dir
 
@@ -43,12 +43,3 @@ def test_embed_arrays_batches_consistently(tiny):
     b = embed_arrays(model, imgs, manifest.preprocess_spec, batch_size=5)
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a[0], a[1])
-
-
-def test_model_input_channels():
-    img = _images(1)[0]
-    x = model_input(img, PreprocessSpec(size=32, channels=("cxr", "zeros", "cxr")))
-    assert x.shape == (3, 32, 32)
-    assert np.all(x[1] == 0) and np.array_equal(x[0], x[2])
-    with pytest.raises(ValueError, match="lung"):
-        model_input(img, PreprocessSpec(size=32, channels=("cxr", "lung", "zeros")))

@@ -228,8 +228,9 @@ def build_library(args: argparse.Namespace) -> BuildSummary:
     import torch
     from tqdm import tqdm
 
-    from cxrviewer.ml.embeddings import embed_images, model_input
+    from cxrviewer.ml.embeddings import embed_images
     from cxrviewer.ml.model_io import load_classifier
+    from cxrviewer.ml.predictor import model_input
 
     torch.set_num_threads(max(1, min(int(args.threads), 2)))
     out: Path = args.out
@@ -268,7 +269,7 @@ def build_library(args: argparse.Namespace) -> BuildSummary:
                         summary.skipped["unreadable image"] += 1
                         continue
                     batch.append(row)
-                    inputs.append(model_input(img, spec))
+                    inputs.append(model_input(img, spec)[0])
                     thumbs.append(make_thumbnail(img))
                 if batch:
                     emb = embed_images(model, np.stack(inputs))
