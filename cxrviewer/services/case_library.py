@@ -309,6 +309,7 @@ class CaseLibrary:
             raise CaseLibraryError(f"no case library at {p}")
         if not exists:
             p.parent.mkdir(parents=True, exist_ok=True)
+        con: sqlite3.Connection | None = None
         try:
             con = cls._connect(p, read_only)
             lib = cls(p, con, read_only)
@@ -323,8 +324,12 @@ class CaseLibrary:
                 or ("private: the user's own cases, not for redistribution" if kind == "user" else ""),
                 licence_rule_text=licence_rule_text,
             )
-        except sqlite3.DatabaseError as exc:
-            raise CaseLibraryError(f"{p} is not a readable case library ({exc})") from exc
+        except BaseException as exc:
+            if con is not None:
+                con.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise CaseLibraryError(f"{p} is not a readable case library ({exc})") from exc
+            raise
         return lib
 
     @staticmethod
@@ -450,7 +455,8 @@ class CaseLibrary:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+                    con.execute("ROLLBACK")
                 raise
             else:
                 con.execute("COMMIT")
