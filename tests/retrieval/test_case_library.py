@@ -262,3 +262,33 @@ def test_make_thumbnail_and_default_location():
 
     assert cl.default_user_library_path().is_relative_to(platformdirs.user_data_dir("cxrviewer"))
     assert cl.default_user_library_path().suffix == cl.LIBRARY_SUFFIX
+
+
+def test_queries_from_threads_while_adding(lib):
+    import threading
+
+    emb = _fill(lib, 5)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                found = lib.query(emb[0], k=3, model_id=MODEL)
+                assert len(found) == 3 and found[0].case_id == 1
+                assert [n.distance for n in found] == sorted(n.distance for n in found)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    rng = np.random.default_rng(4)
+    thumb = make_thumbnail(_image(0))
+    for _ in range(40):
+        lib.add_case(thumb, rng.normal(size=DIM), "normal", model_id=MODEL)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert len(lib) == 45 and len(lib.query(emb[0], k=100, model_id=MODEL)) == 45
