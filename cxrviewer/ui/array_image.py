@@ -51,8 +51,11 @@ class ArrayImage:
         return np.rint(out * 255.0).astype(np.uint8)
 
 
-def decode_png(data: bytes, name: str, metadata: dict[str, Any] | None = None) -> ArrayImage:
-    """Decode grey (or colour, converted to grey) PNG bytes.
+def decode_png(
+    data: bytes, name: str, metadata: dict[str, Any] | None = None, display_size: int = 0
+) -> ArrayImage:
+    """Decode grey (or colour, converted to grey) PNG bytes; with ``display_size`` a smaller image is
+    enlarged (bicubic) to that longest side so that a thumbnail is not shown as blocks beside a full image.
 
     Raises:
         ValueError: the bytes are not a decodable image.
@@ -61,4 +64,8 @@ def decode_png(data: bytes, name: str, metadata: dict[str, Any] | None = None) -
     img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError(f"{name}: the thumbnail is not a readable PNG")
+    if display_size and max(img.shape) < display_size:
+        scale = display_size / max(img.shape)
+        size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+        img = np.clip(cv2.resize(img.astype(np.float32), size, interpolation=cv2.INTER_CUBIC), 0, 255)
     return ArrayImage(pixels=img.astype(np.float32), source=NamedSource(name), metadata=dict(metadata or {}))

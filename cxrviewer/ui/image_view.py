@@ -100,9 +100,7 @@ class ImageView(QWidget):
             return
         img = loaded.image
         self.measurements.set_spacing(img.pixel_spacing, img.pixel_spacing_source)
-        self.window = loaded.presets.get("default")
-        if self.window is not None:
-            self.window_changed.emit(self.window)
+        self.window = loaded.presets.get("default")  # not signalled: a new image must not re-window its peer
         self._render_now()
         self._apply_orientation()
         self.fit()

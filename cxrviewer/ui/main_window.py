@@ -486,6 +486,8 @@ class MainWindow(QMainWindow):
         self.current = loaded
         self.current_result = None
         self.view.set_image(loaded)
+        if self.view.window is not None:
+            self._show_window(self.view.window)
         self.metadata.show_image(loaded.image)
         self.similar.show_result(None)
         self.setWindowTitle(f"{loaded.title} — cxrviewer — {RESEARCH_NOTICE}")
@@ -713,7 +715,9 @@ class MainWindow(QMainWindow):
         from cxrviewer.ui.array_image import decode_png
 
         try:
-            img = decode_png(n.thumbnail_png, f"{n.library} case {n.case_id}", {"label": n.label})
+            img = decode_png(
+                n.thumbnail_png, f"{n.library} case {n.case_id}", {"label": n.label}, display_size=512
+            )
         except ValueError as exc:
             self.statusBar().showMessage(str(exc), 5000)
             return

@@ -24,11 +24,11 @@ class Distance:
 
     @property
     def label(self) -> str:
-        """E.g. ``"123.4 mm (PixelSpacing)"`` or ``"456 px (no pixel spacing)"``."""
+        """E.g. ``"123.4 mm (PixelSpacing)"``, or ``"456 px"`` without pixel spacing."""
         if self.unit == "mm":
             where = f" ({self.spacing_source})" if self.spacing_source else ""
             return f"{self.value:.1f} mm{where}"
-        return f"{self.value:.0f} px (no pixel spacing)"
+        return f"{self.value:.0f} px"
 
 
 def measure_distance(

@@ -90,7 +90,7 @@ class MeasurementLayer:
         self._live_line.setLine(QLineF(p0[0], p0[1], p1[0], p1[1]))
         dist = measure_distance(p0, p1, self.spacing, self.spacing_source)
         self._live_label.setText(dist.label)
-        self._live_label.setPos(max(p0[0], p1[0]), min(p0[1], p1[1]))
+        self._live_label.setPos(min(p0[0], p1[0]), min(p0[1], p1[1]))  # above the left end
         if not finished:
             return None
         line, label = self._live_line, self._live_label

@@ -14,10 +14,11 @@ MASK_COLOR = QColor(0, 220, 255)
 
 
 def heatmap_lut(name: str = HEATMAP_COLORMAP) -> np.ndarray:
-    """A 256x4 RGBA lookup table: the colour map with alpha rising from 0 (cold) to opaque (hot)."""
+    """A 256x4 RGBA lookup table: the colour map with alpha rising from 0 (below 15 % of the peak: the
+    anatomy stays visible where the map is cold) to opaque at 75 % of the peak."""
     cmap = pg.colormap.get(name)
     lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
-    ramp = np.clip(np.linspace(0.0, 1.0, 256) * 1.6, 0.0, 1.0)
+    ramp = np.clip((np.linspace(0.0, 1.0, 256) - 0.15) / 0.6, 0.0, 1.0)
     lut[:, 3] = np.round(ramp * 255).astype(np.uint8)
     return lut
 

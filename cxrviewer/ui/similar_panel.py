@@ -48,11 +48,10 @@ class SimilarCasesPanel(QWidget):
         self.list = QListWidget()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setGridSize(QSize(THUMB + 28, THUMB + 42))
+        self.list.setGridSize(QSize(THUMB + 36, THUMB + 46))
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setWordWrap(True)
-        self.list.setUniformItemSizes(True)
         self.list.itemActivated.connect(self._activated)
         self.list.itemClicked.connect(self._activated)
         layout.addWidget(self.list, 1)
@@ -88,7 +87,7 @@ class SimilarCasesPanel(QWidget):
         self.neighbours = list(result.neighbours) if result is not None else []
         self.vote.setText(vote_text(result.neighbour_vote if result is not None else {}))
         for n in self.neighbours:
-            item = QListWidgetItem(f"{n.label}\nd = {n.distance:.3f}")
+            item = QListWidgetItem(f"{n.label}\nd {n.distance:.3f}")
             pix = QPixmap()
             if n.thumbnail_png:
                 pix.loadFromData(n.thumbnail_png, "PNG")

@@ -15,7 +15,7 @@ def test_distance_in_mm_uses_row_and_column_spacing():
 
 def test_distance_without_spacing_is_in_pixels():
     d = measure_distance((10, 10), (13, 14), None)
-    assert d.unit == "px" and d.value == pytest.approx(5.0) and "px" in d.label
+    assert d.unit == "px" and d.value == pytest.approx(5.0) and d.label == "5 px"
 
 
 def test_cardiothoracic_ratio():

@@ -1,0 +1,180 @@
+"""Capture the README screenshots from the real viewer window (run under Xvfb or any X display).
+
+    xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/capture.py --model MODEL_DIR
+
+What is on screen is produced by the real code paths: the window, the analysis pipeline with MODEL_DIR, a
+case library built here (in ``runs/screenshots/``, git-ignored) from shared-data images whose licence allows
+redistribution (CC BY), and the worklist. Two stand-ins, named in the README caption: the lung mask is the
+data set's manual mask for the image (no segmentation model is installed yet), and the image is a CC BY
+JPEG (no pixel spacing, so measurements are in px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+CC_BY = {"CC BY 3.0", "CC BY 4.0", "CC BY"}
+MAIN_IMAGE = "images/cohen/02b76460.jpg"  # covid, PA, CC BY (ieee8023 covid-chestxray-dataset), manual mask
+
+
+class DatasetMask:
+    """Lung 'segmenter' returning the data set's manual mask of the screenshot image (a stand-in)."""
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray):
+        self.image, self.mask = image, mask
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        if image.shape != self.image.shape or not np.array_equal(image, self.image):
+            return np.zeros(image.shape[:2], np.float32)  # only the screenshot image has a mask
+        return self.mask.astype(np.float32)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def pick_library_images(data: Path, exclude: set[str], per_source: int = 14) -> list[dict]:
+    rows = [r for r in read_csv(data / "labels.csv") if r["license"] in CC_BY]
+    out, counts = [], {}
+    for r in rows:
+        if r["path"] in exclude or r["view"] not in ("PA", "AP", "frontal", "AP Supine"):
+            continue
+        key = (r["source"], r["label"])
+        if counts.get(key, 0) >= per_source // 2:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+        out.append(r)
+    return out
+
+
+def build_library(model_dir: Path, data: Path, rows: list[dict], out: Path) -> Path:
+    from cxrviewer.ml.predictor import Predictor, PredictorSettings
+    from cxrviewer.services.case_library import CaseLibrary
+
+    predictor = Predictor.load(model_dir, device="cpu", settings=PredictorSettings(threads=2))
+    out.unlink(missing_ok=True)
+    task = predictor.manifest.task.get("label_map", {})
+    with CaseLibrary.open(out, create=True, kind="reference", name="reference (CC BY)") as lib:
+        for r in rows:
+            img = cv2.imread(str(data / r["path"]), cv2.IMREAD_GRAYSCALE)
+            emb = predictor.predict([img])[0].embedding
+            label = task.get(r["label"], r["label"])
+            lib.add_case(
+                img,
+                emb,
+                label,
+                model_id=predictor.model_id,
+                source=r["origin"],
+                licence=r["license"],
+                redistributable=True,
+            )
+        lib.finalise()
+    return out
+
+
+def wait(app, predicate, timeout: float = 60.0) -> None:
+    t0 = time.time()
+    while not predicate():
+        app.processEvents()
+        time.sleep(0.01)
+        if time.time() - t0 > timeout:
+            raise TimeoutError("the window did not reach the expected state")
+
+
+def settle(app, seconds: float = 0.4) -> None:
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    args = p.parse_args()
+
+    work = REPO / "runs" / "screenshots"
+    work.mkdir(parents=True, exist_ok=True)
+    masks = {r["image_path"]: r["mask_path"] for r in read_csv(args.data / "masks.csv")}
+    main_path = args.data / MAIN_IMAGE
+    mask = cv2.imread(str(args.data / masks[MAIN_IMAGE]), cv2.IMREAD_GRAYSCALE) > 127
+    lib_rows = pick_library_images(args.data, {MAIN_IMAGE})
+    library = build_library(args.model, args.data, lib_rows, work / "reference.cxrlib")
+
+    from PySide6.QtCore import QSettings
+
+    from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
+    from cxrviewer.ui.analysis_backend import open_case_libraries
+    from cxrviewer.ui.app import create_application
+    from cxrviewer.ui.main_window import MainWindow
+    from cxrviewer.ui.settings import ViewerSettings
+
+    def factory():
+        pipeline = AnalysisPipeline(
+            AnalysisSettings(model_dir=args.model, device="cpu"),
+            segmenter=DatasetMask(cv2.imread(str(main_path), cv2.IMREAD_GRAYSCALE), mask),
+            libraries=open_case_libraries([library]),
+        )
+        pipeline.load()
+        libs = pipeline.libraries
+
+        def analyze(image):
+            r = pipeline.analyze(image.display(), name=image.source.name)
+            for n in r.neighbours:
+                n.thumbnail_png = libs.library(n.library).thumbnail(int(n.case_id))
+            return r
+
+        return analyze
+
+    app = create_application()
+    store = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(analyzer_factory=factory, settings=ViewerSettings(heatmap_opacity=0.45), store=store)
+    w.resize(1600, 1000)
+    w.show()
+    shown = []
+    w.analysis_shown.connect(shown.append)
+    w.open_paths([main_path])
+    wait(app, lambda: len(shown) == 1)
+    settle(app)
+    args.out.mkdir(parents=True, exist_ok=True)
+    w.grab().save(str(args.out / "viewer-heatmap.png"))
+
+    item = w.similar.list.item(0)
+    w.similar.list.itemClicked.emit(item)
+    settle(app, 0.6)
+    w.overlay_controls.heatmap.setChecked(False)
+    w.view.measure("ctr", (150, 330), (300, 330))
+    w.view.measure("ctr", (70, 300), (390, 300))
+    settle(app)
+    w.grab().save(str(args.out / "viewer-compare-ctr.png"))
+
+    w.close_compare()
+    batch = [args.data / r["path"] for r in lib_rows[:10]]
+    w.open_paths(batch)
+    wait(app, lambda: len(w.worklist.worklist) >= 10)
+    w.analyse_worklist()
+    wait(app, lambda: not w.batch_running, timeout=120)
+    w.worklist.model.sort_by_score()
+    w.worklist_dock.setMinimumHeight(300)
+    settle(app, 0.8)
+    w.grab().save(str(args.out / "viewer-worklist.png"))
+    w.close()
+    print("wrote", *sorted(str(p) for p in args.out.glob("viewer-*.png")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
