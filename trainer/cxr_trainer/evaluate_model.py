@@ -1,0 +1,126 @@
+"""``evaluate()``: a model folder on a labelled set → ``metrics.json``, ``report.html``, PNG plots, JSON log."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cxr_trainer import __version__
+from cxr_trainer.evaluation import METRICS_SCHEMA_VERSION, run_model_on_csv, summarise_predictions
+from cxr_trainer.progress import RunLog
+
+
+def _subset_csv(labels_csv: Path, split_csv: str, subset: str, tmp: Path) -> Path:
+    """A labels CSV holding only the rows of ``labels_csv`` whose path is in ``subset`` of ``split_csv``."""
+    from cxr_trainer.splits import read_split_csv
+
+    keep = {k for k, s in read_split_csv(split_csv).items() if s == subset}
+    with open(labels_csv, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if r["path"] in keep]
+        fields = reader.fieldnames
+    out = tmp / labels_csv.name
+    # paths stay relative to the original folder: write absolute paths
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "path": str((labels_csv.parent / r["path"]).resolve())})
+    if not rows:
+        raise ValueError(f"no image of {labels_csv} is in the '{subset}' split of {split_csv}")
+    return out
+
+
+def evaluate(
+    model_dir: str | Path,
+    labels: str | Path,
+    out_dir: str | Path,
+    split_csv: str | None = None,
+    subset: str = "test",
+    n_boot: int = 1000,
+    tsne: bool = True,
+    cache_dir: str | Path | None = None,
+    threads: int = 2,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate and write ``out_dir/metrics.json``, ``report.html``, plots and ``evaluate_log.json``."""
+    from cxr_trainer.report import write_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = RunLog(
+        "evaluate", {"model": str(model_dir), "labels": str(labels), "split": split_csv, "subset": subset}
+    )
+    labels_path = Path(labels)
+    if labels_path.is_dir() and (labels_path / "labels.csv").is_file():
+        labels_path = labels_path / "labels.csv"
+    with tempfile.TemporaryDirectory(prefix="cxr-eval-") as tmp:
+        src = _subset_csv(labels_path, split_csv, subset, Path(tmp)) if split_csv else labels_path
+        data, manifest, _model, task = run_model_on_csv(
+            model_dir, src, cache_dir, show_progress, threads=threads
+        )
+    if len(data.y) == 0:
+        raise ValueError(f"no image of {labels} has a label the model's task ({task.name}) knows")
+    labels_list = list(manifest.labels)
+    pos_name = (manifest.thresholds or {}).get("positive_class", task.positive_class)
+    positive = labels_list.index(pos_name) if pos_name in labels_list else len(labels_list) - 1
+    temperature = float((manifest.calibration or {}).get("temperature", 1.0))
+    metrics = summarise_predictions(
+        data.logits,
+        data.y,
+        data.sources,
+        labels_list,
+        positive,
+        temperature,
+        manifest.thresholds or {},
+        n_boot=n_boot,
+    )
+    metrics.update(
+        schema_version=METRICS_SCHEMA_VERSION,
+        generated_by=f"cxr-trainer {__version__}",
+        model={
+            "id": manifest.model_id,
+            "dir": str(Path(model_dir).resolve()),
+            "task": manifest.task,
+            "labels": labels_list,
+        },
+        data={
+            "labels_csv": str(Path(labels).resolve()),
+            "split": split_csv,
+            "subset": subset if split_csv else None,
+            "excluded": data.excluded,
+            "failed": data.failed,
+        },
+        inference={
+            "ms_per_image_batched": round(data.ms_per_image, 3),
+            "ms_per_image_single": round(data.ms_per_image_single, 3),
+            "backend": "torch cpu fp32",
+        },
+    )
+    extra = _example_grid(model_dir, data, out)
+    write_report(out, metrics, data, labels_list, positive, temperature, tsne=tsne, extra_images=extra)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log.result = {
+        k: metrics[k] for k in ("n", "accuracy", "macro_f1", "roc_auc", "roc_auc_ci", "pr_auc", "ece")
+    }
+    log.write(out / "evaluate_log.json")
+    return metrics
+
+
+def _example_grid(model_dir, data, out: Path) -> list[str]:
+    """Grad-CAM example grid from :mod:`cxrviewer.ml.explain` when that module provides one."""
+    try:
+        from cxrviewer.ml import explain  # noqa: F401
+    except ImportError:
+        return []
+    fn = getattr(explain, "render_example_grid", None)
+    if fn is None:
+        return []
+    try:
+        path = fn(model_dir, [data.keys[i] for i in range(min(8, len(data.keys)))], out / "examples.png")
+    except Exception:  # noqa: BLE001 - the grid is optional decoration; never fail an evaluation over it
+        return []
+    return [Path(path).name] if path else []
