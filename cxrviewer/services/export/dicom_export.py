@@ -282,3 +282,43 @@ def _copy_deidentification_flags(reference: Dataset, target: Dataset) -> None:
     ):
         if keyword in reference:
             setattr(target, keyword, reference.get(keyword))
+
+
+def read_findings(sr: Dataset) -> dict:
+    """The findings of an SR made by :func:`make_structured_report` (e.g. read back from a PACS).
+
+    Returns a dict with ``probabilities`` (class → value), ``model_id``, ``operating_point`` (name, class,
+    threshold, sensitivity, specificity, result — those present), ``comments`` (warnings and disclaimer),
+    ``similar_cases`` and ``references`` (SOP instance UIDs of the referenced images).
+    """
+    out: dict = {
+        "probabilities": {},
+        "model_id": None,
+        "operating_point": {},
+        "comments": [],
+        "similar_cases": [],
+        "references": [],
+    }
+    for item in sr.get("ContentSequence", []):
+        name = item.ConceptNameCodeSequence[0]
+        code, scheme = str(name.CodeValue), str(name.CodingSchemeDesignator)
+        kind = item.ValueType
+        if kind == "NUM":
+            value = float(item.MeasuredValueSequence[0].NumericValue)
+            if scheme == PRIVATE_SCHEME and code.startswith("p-"):
+                out["probabilities"][code[2:]] = value
+            elif scheme == PRIVATE_SCHEME and code.startswith("op-"):
+                out["operating_point"][code[3:]] = value
+        elif kind == "TEXT":
+            text = str(item.TextValue)
+            if (code, scheme) == ("111001", "DCM"):
+                out["model_id"] = text
+            elif (code, scheme) == ("121106", "DCM"):
+                out["comments"].append(text)
+            elif scheme == PRIVATE_SCHEME and code == "similar-case":
+                out["similar_cases"].append(text)
+            elif scheme == PRIVATE_SCHEME and code.startswith("op-"):
+                out["operating_point"][code[3:]] = text
+        elif kind == "IMAGE":
+            out["references"].append(str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
+    return out

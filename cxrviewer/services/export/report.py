@@ -210,7 +210,11 @@ def _scores(fig, result: AnalysisResult) -> None:  # noqa: ANN001
     for name in ("left", "bottom"):
         ax.spines[name].set_color(RULE)
     fig.text(
-        0.06, 0.308, "model probability per class; not calibrated across image sources", fontsize=7, color=MUTED
+        0.06,
+        0.308,
+        "model probability per class; not calibrated across image sources",
+        fontsize=7,
+        color=MUTED,
     )
 
 
