@@ -4,6 +4,8 @@ specificity, abstention and error reasons, warnings, model, backend and latency 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFrame,
@@ -15,7 +17,9 @@ from PySide6.QtWidgets import (
 )
 
 from cxrviewer import INTENDED_USE
-from cxrviewer.services.result import AnalysisResult
+
+if TYPE_CHECKING:
+    from cxrviewer.services.result import AnalysisResult
 
 RESEARCH_NOTICE = "Research use only — not for diagnosis"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy and cxrviewer.core are imported by the I/O thread, not at start-up
+    import numpy as np
 
-if TYPE_CHECKING:  # cxrviewer.core (pydicom) is imported by the I/O thread, not at start-up
     from cxrviewer.core.windowing import Window
 
 #: Percentile pairs (of non-padding pixels) per preset, for MONOCHROME2 (low value = dark).
@@ -52,6 +52,8 @@ class LoadedImage:
 
 def histogram_sample(pixels: np.ndarray, padding: np.ndarray | None) -> np.ndarray:
     """At most ~1 M finite, non-padding pixel values (a regular subsample of large images)."""
+    import numpy as np
+
     step = max(1, int(np.ceil(np.sqrt(pixels.size / _MAX_SAMPLE))))
     sample = pixels[::step, ::step]
     if padding is not None:
@@ -62,6 +64,8 @@ def histogram_sample(pixels: np.ndarray, padding: np.ndarray | None) -> np.ndarr
 
 def compute_presets(pixels: np.ndarray, padding: np.ndarray | None, inverted: bool) -> dict[str, Window]:
     """The histogram-relative presets of :data:`PRESET_PERCENTILES` (empty when every pixel is padding)."""
+    import numpy as np
+
     from cxrviewer.core.windowing import Window
 
     sample = histogram_sample(pixels, padding)
@@ -80,6 +84,8 @@ def compute_presets(pixels: np.ndarray, padding: np.ndarray | None, inverted: bo
 
 def prepare_image(image: Any) -> LoadedImage:
     """Wrap a loaded ``CxrImage``: presets (``default`` = the file's window, else the automatic one)."""
+    import numpy as np
+
     from cxrviewer.core.windowing import Window
 
     pixels = image.pixels

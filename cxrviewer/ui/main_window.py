@@ -31,8 +31,6 @@ from PySide6.QtWidgets import (
 
 from cxrviewer import INTENDED_USE, __version__
 from cxrviewer.resources import resources_dir
-from cxrviewer.services.result import AnalysisResult, Neighbour
-from cxrviewer.services.worklist import ItemStatus, Worklist
 from cxrviewer.ui.ai_panel import RESEARCH_NOTICE, AiPanel
 from cxrviewer.ui.image_stats import PRESET_ORDER, LoadedImage, prepare_image
 from cxrviewer.ui.metadata_panel import MetadataPanel
@@ -46,6 +44,7 @@ from cxrviewer.ui.worklist_view import WorklistPanel
 
 if TYPE_CHECKING:
     from cxrviewer.core.windowing import Window
+    from cxrviewer.services.result import AnalysisResult, Neighbour
     from cxrviewer.ui.image_view import ImageView
 
 CONTAINER_SUFFIXES = (".zip",)
@@ -110,8 +109,6 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_status_bar()
         self._wire()
-        # pyqtgraph (the image views) is imported right after the first paint, so the window appears sooner
-        self.first_painted.connect(self.ensure_views)
 
     # ---------------------------------------------------------------------------------------- building
     def _build_central(self) -> None:
@@ -408,7 +405,13 @@ class MainWindow(QMainWindow):
         super().paintEvent(event)
         if not self._painted:
             self._painted = True
-            QTimer.singleShot(0, self.first_painted.emit)
+            QTimer.singleShot(0, self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        """Announce the first paint, then build the image views: pyqtgraph is imported only now, so the
+        window (menus, docks, an empty dark image area) appears before that import."""
+        self.first_painted.emit()
+        self.ensure_views()
 
     # ---------------------------------------------------------------------------------------- opening
     def open_paths(self, paths: Sequence[str | Path]) -> None:
@@ -531,6 +534,8 @@ class MainWindow(QMainWindow):
 
     def _extend_worklist(self, sources: Sequence[object]) -> None:
         existing = list(self.worklist.worklist)
+        from cxrviewer.services.worklist import Worklist
+
         merged = Worklist.from_sources([i.source for i in existing] + list(sources))
         for item in merged:
             old = self.worklist.worklist.get(item.key)
@@ -593,6 +598,8 @@ class MainWindow(QMainWindow):
     def _on_analysis_cancelled(self, tag: object) -> None:
         channel, key = tag
         item = self.worklist.worklist.get(key)
+        from cxrviewer.services.worklist import ItemStatus
+
         if item is not None and item.status == ItemStatus.RUNNING:
             item.status = ItemStatus.CANCELLED
             self.worklist.item_changed(key)

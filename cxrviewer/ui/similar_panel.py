@@ -4,6 +4,8 @@ the current image with a label when a case library is available."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
@@ -18,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrviewer.services.result import AnalysisResult, Neighbour
+if TYPE_CHECKING:
+    from cxrviewer.services.result import AnalysisResult, Neighbour
 
 THUMB = 96
 LIBRARY_LABELS = ("normal", "pneumonia", "covid", "other")

@@ -3,7 +3,7 @@ panel with Analyse all / Cancel / Sort by score / Export buttons."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
@@ -18,14 +18,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrviewer.services.worklist import ItemStatus, Worklist, WorklistItem
+if TYPE_CHECKING:  # numpy comes with it: imported when the first worklist is made, not at start-up
+    from cxrviewer.services.worklist import Worklist, WorklistItem
 
 COLUMNS = ("Image", "Status", "Score", "Flag", "Top label")
 _STATUS_COLOURS = {
-    ItemStatus.RUNNING: QColor(120, 170, 255),
-    ItemStatus.ABSTAINED: QColor(240, 190, 90),
-    ItemStatus.ERROR: QColor(255, 110, 110),
-    ItemStatus.CANCELLED: QColor(150, 150, 150),
+    "running": QColor(120, 170, 255),
+    "abstained": QColor(240, 190, 90),
+    "error": QColor(255, 110, 110),
+    "cancelled": QColor(150, 150, 150),
 }
 
 Index = QModelIndex | QPersistentModelIndex
@@ -36,15 +37,24 @@ class WorklistModel(QAbstractTableModel):
 
     def __init__(self, worklist: Worklist | None = None) -> None:
         super().__init__()
-        self.worklist = worklist or Worklist()
+        self._worklist = worklist
+
+    @property
+    def worklist(self) -> Worklist:
+        """The worklist shown (an empty one is made on first use)."""
+        if self._worklist is None:
+            from cxrviewer.services.worklist import Worklist
+
+            self._worklist = Worklist()
+        return self._worklist
 
     def set_worklist(self, worklist: Worklist) -> None:
         self.beginResetModel()
-        self.worklist = worklist
+        self._worklist = worklist
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.worklist)
+        return 0 if parent.isValid() or self._worklist is None else len(self._worklist)
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(COLUMNS)
@@ -66,7 +76,7 @@ class WorklistModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return item.message or item.key
         if role == Qt.ItemDataRole.ForegroundRole and col == 1:
-            return _STATUS_COLOURS.get(item.status)
+            return _STATUS_COLOURS.get(item.status.value)
         if role == Qt.ItemDataRole.TextAlignmentRole and col == 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:
@@ -159,6 +169,11 @@ class WorklistPanel(QWidget):
         self.refresh_summary()
 
     def refresh_summary(self) -> None:
+        if self.model._worklist is None:  # nothing opened yet
+            self.summary.setText("Open a folder or several images to triage them.")
+            for b in (self.analyse_button, self.sort_button, self.csv_button, self.json_button):
+                b.setEnabled(False)
+            return
         c = self.worklist.counts()
         done = c["done"] + c["abstained"] + c["error"]
         self.summary.setText(
