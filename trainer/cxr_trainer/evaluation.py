@@ -135,6 +135,7 @@ class EvalData:
     failed: dict[str, str] = field(default_factory=dict)
     ms_per_image: float = 0.0
     ms_per_image_single: float = 0.0
+    pixels: np.ndarray | None = None  # preprocessed uint8 images, row i = keys[i]
 
 
 def run_model_on_csv(
@@ -185,5 +186,6 @@ def run_model_on_csv(
         failed={recs[i].key: m for i, m in cache.failed.items()},
         ms_per_image=ms,
         ms_per_image_single=float(np.median(single[1:] if len(single) > 1 else single)) if single else 0.0,
+        pixels=cache.pixels[ok] if ok else None,
     )
     return data, manifest, model, task

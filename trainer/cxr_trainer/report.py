@@ -256,7 +256,16 @@ def write_report(
         ),
         f"<h2>Summary (positive class: {html.escape(pos_name)})</h2>",
         _table(
-            ["accuracy", "macro F1", "ROC AUC", "95% CI", "PR AUC", "ECE (T)", "ECE before"],
+            [
+                "accuracy",
+                "macro F1",
+                "ROC AUC",
+                "95% CI",
+                "PR AUC",
+                "ECE (T)",
+                "ECE before",
+                "k=4 neighbour vote",
+            ],
             [
                 [
                     m["accuracy"],
@@ -266,6 +275,7 @@ def write_report(
                     m["pr_auc"],
                     m["calibration"]["ece"],
                     m["calibration"]["ece_before"],
+                    m.get("neighbour_vote_accuracy_k4"),
                 ]
             ],
         ),

@@ -476,6 +476,18 @@ def _weights_path(init: str) -> str | None:
     return str(p)
 
 
+def _past_deadline(deadline: float | None, d: DistInfo) -> bool:
+    """Whether the time budget is spent; under DDP rank 0 decides for all (clocks differ)."""
+    stop = deadline is not None and time.time() > deadline
+    if d.enabled:
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(stop)])
+        dist.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
 def _train_epochs(
     model,
     data,
@@ -512,7 +524,7 @@ def _train_epochs(
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     out = Path(cfg.out)
     for epoch in range(state["epoch"], epochs):
-        if deadline is not None and time.time() > deadline:
+        if _past_deadline(deadline, d):
             log.event("time_budget_reached", epoch=epoch)
             break
         gen.manual_seed(cfg.seed * 7919 + d.rank + 100003 * epoch)
