@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
@@ -57,7 +58,21 @@ STUDY_FIELDS = (
     "NumberOfStudyRelatedInstances",
 )
 
-# dicomweb-client logs request URLs (with the search's patient name) at DEBUG: the app never logs patient data.
+
+class _RedactQueries(logging.Filter):
+    """Removes URL query strings (a QIDO search holds the patient's name and ID) from log records."""
+
+    _query = re.compile(r"\?[^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = self._query.sub("?<query redacted>", message), ()
+        return True
+
+
+# The app never logs patient data: urllib3 logs every request URL at DEBUG, dicomweb-client too.
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactQueries())
 logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
 
 
@@ -341,13 +356,14 @@ class PacsClient:
         folder appears only once every instance arrived complete; on any failure (or when ``progress``
         returns False) nothing is added to the cache and the previous copy, if any, is kept.
         """
+        study_path = f"/studies/{_uid(study_uid)}"
         expected = self._expected_instances(study_uid)
         received = 0
         with (
             self._errors("retrieving the study", lambda: received),
             self.cache.staging(study_uid) as staging,
         ):
-            for ds in self._wado(f"/studies/{_uid(study_uid)}"):
+            for ds in self._wado(study_path):
                 path = self.cache.instance_path(staging, ds.SeriesInstanceUID, ds.SOPInstanceUID)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(path, enforce_file_format=True)

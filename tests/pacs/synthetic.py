@@ -26,6 +26,7 @@ def make_cr(
     patient_name: str = "DOE^JANE",
     patient_id: str = "PID-0001",
     study_date: str = "20240315",
+    *,
     study_uid: str | None = None,
     series_uid: str | None = None,
     size: int = 256,
