@@ -41,14 +41,84 @@ def open_case_libraries(paths: list[Path]):
     return libs if libs.libraries else None
 
 
-def pipeline_factory(settings: ViewerSettings, library_paths: list[Path] | None = None) -> AnalyzerFactory:
+class PipelineAnalyzer:
+    """``analyze(image) -> AnalysisResult`` over an :class:`AnalysisPipeline`, plus ``add_to_library``.
+
+    Lives in the analysis thread. ``image`` is a ``cxrviewer.core.CxrImage``: its default display (the
+    file's own window) is what the model sees, whatever window the user has set.
+    """
+
+    def __init__(self, pipeline, libraries, user_library: Path | None) -> None:
+        self.pipeline = pipeline
+        self.libraries = libraries
+        self.user_library = user_library
+
+    def __call__(self, image: Any):
+        result = self.pipeline.analyze(image.display(), name=image.source.name)
+        if self.libraries is not None:
+            for n in result.neighbours:
+                if n.thumbnail_png is None:
+                    with contextlib.suppress(KeyError, ValueError):  # a case removed meanwhile
+                        n.thumbnail_png = self.libraries.library(n.library).thumbnail(int(n.case_id))
+        return result
+
+    def add_to_library(self, image: Any, label: str) -> str:
+        """Store ``image`` (thumbnail + embedding by the current model) with ``label`` in the user's own
+        library, which is created if needed and searched from now on. No file name or identifier is stored.
+
+        Raises:
+            ValueError: empty label, or no user library location.
+            cxrviewer.services.case_library.CaseLibraryError: the library cannot be written or was built with
+                another model (its message says so).
+        """
+        from cxrviewer.services.case_library import CaseLibrary, LibrarySet
+
+        label = label.strip()
+        if not label:
+            raise ValueError("give the case a label first")
+        if self.user_library is None:
+            raise ValueError("no location for your case library is configured")
+        predictor = self.pipeline.load()
+        display = image.display()
+        embedding = predictor.predict([display])[0].embedding
+        with CaseLibrary.open(
+            self.user_library, create=True, kind="user", model_id=predictor.model_id
+        ) as lib:
+            case_id = lib.add_case(
+                display, embedding, label, model_id=predictor.model_id, provenance="added in cxrviewer"
+            )
+            name = lib.name
+        if self.libraries is None:
+            self.libraries = LibrarySet()
+            self.pipeline.libraries = self.libraries
+        if not any(lib.path == self.user_library for lib in self.libraries.libraries):
+            self.libraries.add(CaseLibrary.open(self.user_library, read_only=True))
+        return f"Added to your case library “{name}” as case {case_id} ({label})."
+
+
+def pipeline_factory(
+    settings: ViewerSettings,
+    library_paths: list[Path] | None = None,
+    user_library: Path | None | bool = True,
+) -> AnalyzerFactory:
     """A factory building the analysis pipeline for ``settings``; it raises :class:`ModelUnavailable` with the
-    pipeline's own human reason when no model can be used (nothing installed, integrity failure, no CUDA)."""
+    pipeline's own human reason when no model can be used (nothing installed, integrity failure, no CUDA).
+
+    Args:
+        library_paths: case libraries to search (default: :func:`find_case_libraries`).
+        user_library: the user's own library file for "Add to my library" (``True``: the default location,
+            ``None``: none).
+    """
 
     def build():
         from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
+        from cxrviewer.services.case_library import default_user_library_path
 
-        libraries = open_case_libraries(library_paths if library_paths is not None else find_case_libraries())
+        user = default_user_library_path() if user_library is True else user_library
+        paths = library_paths if library_paths is not None else find_case_libraries()
+        if user is not None and user.is_file() and user not in paths:
+            paths = [*paths, user]
+        libraries = open_case_libraries(paths)
         pipeline = AnalysisPipeline(
             AnalysisSettings(
                 model_dir=settings.model_dir or None,
@@ -61,17 +131,7 @@ def pipeline_factory(settings: ViewerSettings, library_paths: list[Path] | None 
             pipeline.load()
         except RuntimeError as exc:
             raise ModelUnavailable(_explain(str(exc))) from exc
-
-        def analyze(image: Any):
-            result = pipeline.analyze(image.display(), name=image.source.name)
-            if libraries is not None:
-                for n in result.neighbours:
-                    if n.thumbnail_png is None:
-                        with contextlib.suppress(KeyError, ValueError):  # a case removed meanwhile
-                            n.thumbnail_png = libraries.library(n.library).thumbnail(int(n.case_id))
-            return result
-
-        return analyze
+        return PipelineAnalyzer(pipeline, libraries, user)
 
     return build
 

@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
     first_painted = Signal()
     image_shown = Signal(object)  # LoadedImage
     analysis_shown = Signal(object)  # AnalysisResult
+    library_changed = Signal(str)  # a case was added to the user's library (the message)
 
     def __init__(
         self,
@@ -93,7 +94,7 @@ class MainWindow(QMainWindow):
         self.current_result: AnalysisResult | None = None
         self.model_unavailable: str | None = None
         self.batch_running = False
-        self.case_library = None
+        self.analyzer_tasks: set[str] = set()
 
         self.setWindowTitle(f"cxrviewer {__version__} — {RESEARCH_NOTICE}")
         self.setWindowIcon(app_icon())
@@ -377,6 +378,8 @@ class MainWindow(QMainWindow):
         self.analysis.cancelled.connect(self._on_analysis_cancelled)
         self.analysis.unavailable.connect(self._on_model_unavailable)
         self.analysis.busy_changed.connect(self.busy.setVisible)
+        self.analysis.ready.connect(self._on_analyzer_ready)
+        self.analysis.task_done.connect(self._on_task_done)
         self.browser.image_selected.connect(self.show_source)
         self.similar.case_activated.connect(self.show_neighbour)
         self.similar.add_to_library.connect(self.add_current_to_library)
@@ -587,6 +590,10 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_failed(self, tag: object, message: str) -> None:
         channel, key = tag
+        if channel == "task":
+            self.similar.add_button.setEnabled(True)
+            QMessageBox.warning(self, "Could not add the case", message)
+            return
         if self.worklist.worklist.get(key) is not None:
             self.worklist.worklist.set_failed(key, message)
             self.worklist.item_changed(key)
@@ -597,6 +604,8 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_cancelled(self, tag: object) -> None:
         channel, key = tag
+        if channel == "task":
+            return
         item = self.worklist.worklist.get(key)
         from cxrviewer.services.worklist import ItemStatus
 
@@ -749,10 +758,23 @@ class MainWindow(QMainWindow):
         self.compare_view.set_image(None)
 
     # ---------------------------------------------------------------------------------- case library
+    def _on_analyzer_ready(self, tasks: object) -> None:
+        self.analyzer_tasks = set(tasks)  # type: ignore[arg-type]
+        available = "add_to_library" in self.analyzer_tasks
+        self.similar.set_library_available(available, "This analyzer cannot store cases.")
+
     def add_current_to_library(self, label: str) -> None:
-        self.statusBar().showMessage(
-            "Adding to a case library needs the analysis pipeline's embeddings.", 6000
-        )
+        """Store the image on screen in the user's case library with ``label`` (in the analysis thread)."""
+        if self.current is None:
+            self.statusBar().showMessage("Open an image first.", 5000)
+            return
+        self.similar.add_button.setEnabled(False)
+        self.analysis.run_task("add_to_library", (self.current, label), tag=("task", self.current.key))
+
+    def _on_task_done(self, tag: object, message: object) -> None:
+        self.similar.add_button.setEnabled(True)
+        self.statusBar().showMessage(str(message), 8000)
+        self.library_changed.emit(str(message))
 
     # ----------------------------------------------------------------------------------------- misc
     def open_preferences(self) -> None:

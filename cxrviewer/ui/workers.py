@@ -28,6 +28,10 @@ Analyzer = Callable[..., Any]
 """``analyze(image) -> AnalysisResult`` (optionally accepting ``should_cancel=callable``)."""
 AnalyzerFactory = Callable[[], Analyzer]
 
+#: Optional methods an analyzer may offer besides ``__call__``, run by :meth:`AnalysisClient.run_task`:
+#: ``add_to_library(image, label) -> str`` stores the image in the user's case library (returns a message).
+OPTIONAL_TASKS = ("add_to_library",)
+
 
 class ModelUnavailable(Exception):
     """No analysis model can be used (none installed, or it failed its integrity check); the message says why."""
@@ -174,6 +178,12 @@ class LoadClient(QObject):
         if ticket is not None:
             self.studies_loaded.emit(ticket.tag, tree)
 
+    @Slot(int, object)
+    def _on_task_done(self, generation: int, value: object) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.task_done.emit(ticket.tag, value)
+
     @Slot(int, str)
     def _on_failed(self, generation: int, message: str) -> None:
         ticket = self._take(generation)
@@ -196,6 +206,8 @@ class AnalysisWorker(QObject):
     cancelled = Signal(int)
     unavailable = Signal(int, str)  # generation, why no model can be used
     started = Signal(int)
+    ready = Signal(object)  # names of the optional tasks the analyzer offers (e.g. "add_to_library")
+    task_done = Signal(int, object)  # generation, the task's return value
 
     def __init__(self, factory: AnalyzerFactory, is_cancelled: Callable[[int], bool]) -> None:
         super().__init__()
@@ -217,7 +229,26 @@ class AnalysisWorker(QObject):
                 self._takes_cancel = "should_cancel" in params
             except (TypeError, ValueError):
                 self._takes_cancel = False
+            self.ready.emit([name for name in OPTIONAL_TASKS if callable(getattr(self._analyze, name, None))])
         return self._analyze
+
+    @Slot(int, str, object)
+    def run_task(self, generation: int, name: str, args: object) -> None:
+        """Run an optional task of the analyzer (see :data:`OPTIONAL_TASKS`) with ``args`` (a tuple)."""
+        if self._is_cancelled(generation):
+            self.cancelled.emit(generation)
+            return
+        try:
+            analyzer = self._ensure_analyzer()
+            task = getattr(analyzer, name, None) if analyzer is not None else None
+            if task is None:
+                raise ModelUnavailable(self._unavailable or f"the analyzer cannot {name.replace('_', ' ')}")
+            args = tuple(a.image if isinstance(a, LoadedImage) else a for a in args)
+            value = task(*args)
+        except Exception as exc:
+            self.failed.emit(generation, _message(exc))
+            return
+        self.task_done.emit(generation, value)
 
     @Slot(int, object)
     def analyze(self, generation: int, payload: object) -> None:
@@ -261,8 +292,11 @@ class AnalysisClient(QObject):
     cancelled = Signal(object)  # tag
     unavailable = Signal(object, str)  # tag, message (no model)
     busy_changed = Signal(bool)
+    ready = Signal(object)  # the optional tasks the loaded analyzer offers
+    task_done = Signal(object, object)  # tag, return value
 
     _post = Signal(int, object)
+    _post_task = Signal(int, str, object)
 
     def __init__(self, factory: AnalyzerFactory, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -274,6 +308,9 @@ class AnalysisClient(QObject):
         self.stale_dropped = 0
         self._worker = AnalysisWorker(factory, self._is_cancelled)
         self._post.connect(self._worker.analyze)
+        self._post_task.connect(self._worker.run_task)
+        self._worker.ready.connect(self.ready)
+        self._worker.task_done.connect(self._on_task_done)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
@@ -301,11 +338,23 @@ class AnalysisClient(QObject):
         self._post.emit(gen, payload)
         return gen
 
+    def run_task(self, name: str, args: tuple, tag: Any = None) -> int:
+        """Run the analyzer's optional task ``name`` in the analysis thread (channel ``"task"``); the answer
+        comes as ``task_done(tag, value)`` or ``failed(tag, message)``."""
+        with self._lock:
+            gen = next(self._counter)
+            self._tickets[gen] = _Ticket(gen, "task", tag)
+            self._latest["task"] = gen
+        self._set_in_flight(+1)
+        self._post_task.emit(gen, name, args)
+        return gen
+
     def cancel(self, channel: str | None = None) -> None:
-        """Cancel the newest request of ``channel`` (every channel when None); no result will be delivered."""
+        """Cancel the requests of ``channel`` (every analysis when None; a library task is never cancelled
+        by that, so a case being stored is stored); no result will be delivered for them."""
         with self._lock:
             for ticket in self._tickets.values():
-                if channel is None or ticket.channel == channel:
+                if ticket.channel == channel or (channel is None and ticket.channel != "task"):
                     ticket.cancel.set()
 
     def _is_cancelled(self, generation: int) -> bool:
@@ -339,6 +388,12 @@ class AnalysisClient(QObject):
         ticket = self._take(generation)
         if ticket is not None:
             self.result_ready.emit(ticket.tag, result)
+
+    @Slot(int, object)
+    def _on_task_done(self, generation: int, value: object) -> None:
+        ticket = self._take(generation)
+        if ticket is not None:
+            self.task_done.emit(ticket.tag, value)
 
     @Slot(int, str)
     def _on_failed(self, generation: int, message: str) -> None:

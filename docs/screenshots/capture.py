@@ -4,9 +4,9 @@
 
 What is on screen is produced by the real code paths: the window, the analysis pipeline with MODEL_DIR, a
 case library built here (in ``runs/screenshots/``, git-ignored) from shared-data images whose licence allows
-redistribution (CC BY), and the worklist. Two stand-ins, named in the README caption: the lung mask is the
-data set's manual mask for the image (no segmentation model is installed yet), and the image is a CC BY
-JPEG (no pixel spacing, so measurements are in px).
+redistribution (CC BY), and the worklist. Stand-ins, named in the README caption: the lung mask is the
+data set's radiologist mask for the image (no segmentation model is installed yet), the CTR widths are
+placed by this script, and the image is a CC BY JPEG (no pixel spacing, so measurements are in px).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 CC_BY = {"CC BY 3.0", "CC BY 4.0", "CC BY"}
-MAIN_IMAGE = "images/cohen/02b76460.jpg"  # covid, PA, CC BY (ieee8023 covid-chestxray-dataset), manual mask
+# PA film, CC BY (ieee8023 covid-chestxray-dataset); lung mask by radiologists, CC BY 4.0 (GeneralBlockchain)
+MAIN_IMAGE = "images/cohen/pneumocystis-pneumonia-1.jpg"
 
 
 class DatasetMask:
@@ -156,8 +157,9 @@ def main() -> int:
     w.similar.list.itemClicked.emit(item)
     settle(app, 0.6)
     w.overlay_controls.heatmap.setChecked(False)
-    w.view.measure("ctr", (150, 330), (300, 330))
-    w.view.measure("ctr", (70, 300), (390, 300))
+    # illustration of the tool: widths placed by this script, not a reading of the film
+    w.view.measure("ctr", (202, 362), (358, 362))
+    w.view.measure("ctr", (27, 340), (478, 340))
     settle(app)
     w.grab().save(str(args.out / "viewer-compare-ctr.png"))
 

@@ -175,3 +175,29 @@ def test_pipeline_without_model_shows_notice(qtbot, make_window, png_files, tmp_
     qtbot.waitUntil(lambda: w.model_unavailable is not None, timeout=30_000)
     assert "No AI model available" in w.ai_panel.state.text()
     assert w.view.displayed_image() is not None
+
+
+def test_add_to_my_library_then_found_as_similar_case(
+    qtbot, make_window, tiny_model_dir, png_files, tmp_path
+):
+    from cxrviewer.services.case_library import CaseLibrary
+    from cxrviewer.ui.analysis_backend import pipeline_factory
+    from cxrviewer.ui.settings import ViewerSettings
+
+    user_lib = tmp_path / "libs" / "my-cases.cxrlib"
+    settings = ViewerSettings(model_dir=str(tiny_model_dir), device="cpu")
+    w = make_window(pipeline_factory(settings, library_paths=[], user_library=user_lib), settings=settings)
+    with qtbot.waitSignal(w.analysis_shown, timeout=60_000) as got:
+        w.open_paths([png_files[2]])
+    assert got.args[0].neighbours == [] and w.similar.add_button.isEnabled()
+    w.similar.label_box.setCurrentText("pneumonia")
+    with qtbot.waitSignal(w.library_changed, timeout=TIMEOUT) as added:
+        w.similar.add_button.click()
+    assert "case 1 (pneumonia)" in added.args[0]
+    with CaseLibrary.open(user_lib, read_only=True) as lib:
+        cases = lib.cases()
+    assert [c.label for c in cases] == ["pneumonia"] and cases[0].source == ""  # no file name stored
+    with qtbot.waitSignal(w.analysis_shown, timeout=TIMEOUT) as again:
+        w.actions_by_name["analyse"].trigger()
+    n = again.args[0].neighbours
+    assert len(n) == 1 and n[0].label == "pneumonia" and n[0].distance < 1e-4 and n[0].thumbnail_png
