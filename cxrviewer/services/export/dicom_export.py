@@ -245,7 +245,7 @@ def make_structured_report(
     return sr
 
 
-def _private(code: str, meaning: str):  # noqa: ANN202 - highdicom type imported lazily
+def _private(code: str, meaning: str) -> Dataset:
     from highdicom.sr import CodedConcept
 
     return CodedConcept(code, PRIVATE_SCHEME, meaning[:64])

@@ -12,12 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from cxrviewer.services.export.overlay import LUNG_OUTLINE_RGB, render_overlay, to_display_uint8
 from cxrviewer.services.result import AnalysisResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 DISCLAIMER = "Research use only — not for diagnosis"
 DISCLAIMER_LONG_LINES = (
@@ -88,7 +93,7 @@ def render_report(
     return path
 
 
-def build_report_figure(result: AnalysisResult, image: np.ndarray, info: ReportInfo):  # noqa: ANN201
+def build_report_figure(result: AnalysisResult, image: np.ndarray, info: ReportInfo) -> Figure:
     """The report page as a matplotlib ``Figure`` (Agg canvas, no pyplot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -109,7 +114,7 @@ def build_report_figure(result: AnalysisResult, image: np.ndarray, info: ReportI
 # --- page sections (figure coordinates: 0..1 from bottom-left) ------------------------------------------
 
 
-def _header(fig, result: AnalysisResult, info: ReportInfo) -> None:  # noqa: ANN001
+def _header(fig: Figure, result: AnalysisResult, info: ReportInfo) -> None:
     fig.text(0.06, 0.955, "Chest X-ray AI analysis", fontsize=19, weight="bold", color=INK)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     from cxrviewer import __version__
@@ -142,7 +147,7 @@ def _header(fig, result: AnalysisResult, info: ReportInfo) -> None:  # noqa: ANN
     fig.add_artist(_rule(fig, 0.872))
 
 
-def _images(fig, result: AnalysisResult, image: np.ndarray) -> None:  # noqa: ANN001
+def _images(fig: Figure, result: AnalysisResult, image: np.ndarray) -> None:
     grey = to_display_uint8(image)
     overlay = render_overlay(grey, result)
     heat_title = "Heatmap"
@@ -174,7 +179,7 @@ def _images(fig, result: AnalysisResult, image: np.ndarray) -> None:  # noqa: AN
             )
 
 
-def _scores(fig, result: AnalysisResult) -> None:  # noqa: ANN001
+def _scores(fig: Figure, result: AnalysisResult) -> None:
     fig.text(0.06, 0.475, "Scores", fontsize=12, weight="bold", color=INK)
     ax = fig.add_axes([0.2, 0.345, 0.33, 0.115])
     items = sorted(result.probabilities.items(), key=lambda kv: kv[1])
@@ -188,8 +193,11 @@ def _scores(fig, result: AnalysisResult) -> None:  # noqa: ANN001
     colours = [ACCENT if (op is None or k != op.positive_class) else ALERT for k in labels]
     ax.barh(labels, values, color=colours, height=0.55)
     for y, v in enumerate(values):
+        x = min(v + 0.02, 0.9)
+        if op is not None and x < op.threshold + 0.01 < x + 0.1:  # keep clear of the threshold line
+            x = op.threshold + 0.02
         ax.text(
-            min(v + 0.02, 0.9),
+            x,
             y,
             f"{v:.2f}",
             va="center",
@@ -218,7 +226,7 @@ def _scores(fig, result: AnalysisResult) -> None:  # noqa: ANN001
     )
 
 
-def _operating_point(fig, result: AnalysisResult) -> None:  # noqa: ANN001
+def _operating_point(fig: Figure, result: AnalysisResult) -> None:
     x0 = 0.6
     fig.text(x0, 0.475, "Operating point", fontsize=12, weight="bold", color=INK)
     op = result.operating_point
@@ -251,12 +259,10 @@ def _operating_point(fig, result: AnalysisResult) -> None:  # noqa: ANN001
             color="white",
             bbox={"boxstyle": "round,pad=0.4", "facecolor": colour, "edgecolor": colour},
         )
-    fig.text(
-        x0, 0.308, "sensitivity and specificity as measured for this model (95% CI)", fontsize=7, color=MUTED
-    )
+    fig.text(x0, 0.308, "as measured for this model; 95% confidence intervals", fontsize=7, color=MUTED)
 
 
-def _notes(fig, result: AnalysisResult) -> None:  # noqa: ANN001
+def _notes(fig: Figure, result: AnalysisResult) -> None:
     fig.add_artist(_rule(fig, 0.292))
     fig.text(0.06, 0.265, "Warnings", fontsize=12, weight="bold", color=INK)
     warnings = list(result.warnings) or ["none"]
@@ -274,7 +280,7 @@ def _notes(fig, result: AnalysisResult) -> None:  # noqa: ANN001
         fig.text(0.075, y, f"… and {len(warnings) - 4} more", fontsize=8, color=MUTED)
 
 
-def _neighbours(fig, result: AnalysisResult) -> None:  # noqa: ANN001
+def _neighbours(fig: Figure, result: AnalysisResult) -> None:
     top = 0.182
     fig.text(0.06, top, "Similar cases", fontsize=12, weight="bold", color=INK)
     if result.neighbour_vote:
@@ -313,7 +319,7 @@ def _neighbours(fig, result: AnalysisResult) -> None:  # noqa: ANN001
         fig.text(cx, 0.071, _clip(n.case_id, 26), fontsize=6.5, color=MUTED, ha="center")
 
 
-def _footer(fig, result: AnalysisResult, info: ReportInfo) -> None:  # noqa: ANN001
+def _footer(fig: Figure, result: AnalysisResult, info: ReportInfo) -> None:
     from matplotlib.patches import FancyBboxPatch
 
     fig.add_artist(
@@ -341,11 +347,11 @@ def _footer(fig, result: AnalysisResult, info: ReportInfo) -> None:  # noqa: ANN
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _rule(fig, y: float):  # noqa: ANN001, ANN202
+def _rule(fig: Figure, y: float) -> Line2D:
     return _line(fig, 0.06, 0.94, y, RULE, 0.8)
 
 
-def _line(fig, x0: float, x1: float, y: float, colour, width: float = 1.6):  # noqa: ANN001, ANN202
+def _line(fig: Figure, x0: float, x1: float, y: float, colour: str | tuple, width: float = 1.6) -> Line2D:
     from matplotlib.lines import Line2D
 
     return Line2D([x0, x1], [y, y], transform=fig.transFigure, color=colour, linewidth=width)
