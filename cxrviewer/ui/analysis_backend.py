@@ -53,6 +53,11 @@ class PipelineAnalyzer:
         self.libraries = libraries
         self.user_library = user_library
 
+    @property
+    def available_tasks(self) -> tuple[str, ...]:
+        """The optional tasks offered: ``add_to_library`` only when a user library location is set."""
+        return ("add_to_library",) if self.user_library is not None else ()
+
     def __call__(self, image: Any):
         result = self.pipeline.analyze(image.display(), name=image.source.name)
         if self.libraries is not None:

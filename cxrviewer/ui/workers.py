@@ -229,7 +229,10 @@ class AnalysisWorker(QObject):
                 self._takes_cancel = "should_cancel" in params
             except (TypeError, ValueError):
                 self._takes_cancel = False
-            self.ready.emit([name for name in OPTIONAL_TASKS if callable(getattr(self._analyze, name, None))])
+            offered = getattr(self._analyze, "available_tasks", None)
+            if offered is None:
+                offered = [name for name in OPTIONAL_TASKS if callable(getattr(self._analyze, name, None))]
+            self.ready.emit(list(offered))
         return self._analyze
 
     @Slot(int, str, object)

@@ -36,7 +36,7 @@ class DatasetMask:
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         if image.shape != self.image.shape or not np.array_equal(image, self.image):
-            return np.zeros(image.shape[:2], np.float32)  # only the screenshot image has a mask
+            raise ValueError("the stand-in lung mask is for the screenshot image only")
         return self.mask.astype(np.float32)
 
 
@@ -118,27 +118,23 @@ def main() -> int:
     from PySide6.QtCore import QSettings
 
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
-    from cxrviewer.ui.analysis_backend import open_case_libraries
+    from cxrviewer.ui.analysis_backend import PipelineAnalyzer, open_case_libraries
     from cxrviewer.ui.app import create_application
     from cxrviewer.ui.main_window import MainWindow
     from cxrviewer.ui.settings import ViewerSettings
 
+    holder = {}
+
     def factory():
+        libraries = open_case_libraries([library])
         pipeline = AnalysisPipeline(
             AnalysisSettings(model_dir=args.model, device="cpu"),
             segmenter=DatasetMask(cv2.imread(str(main_path), cv2.IMREAD_GRAYSCALE), mask),
-            libraries=open_case_libraries([library]),
+            libraries=libraries,
         )
         pipeline.load()
-        libs = pipeline.libraries
-
-        def analyze(image):
-            r = pipeline.analyze(image.display(), name=image.source.name)
-            for n in r.neighbours:
-                n.thumbnail_png = libs.library(n.library).thumbnail(int(n.case_id))
-            return r
-
-        return analyze
+        holder["pipeline"] = pipeline
+        return PipelineAnalyzer(pipeline, libraries, user_library=None)
 
     app = create_application()
     store = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
@@ -164,7 +160,9 @@ def main() -> int:
     w.grab().save(str(args.out / "viewer-compare-ctr.png"))
 
     w.close_compare()
-    batch = [args.data / r["path"] for r in lib_rows[:10]]
+    holder["pipeline"].segmenter = None  # the stand-in mask exists for the first image only
+    in_library = {r["path"] for r in lib_rows} | {MAIN_IMAGE}
+    batch = [args.data / r["path"] for r in pick_library_images(args.data, in_library)[:10]]
     w.open_paths(batch)
     wait(app, lambda: len(w.worklist.worklist) >= 10)
     w.analyse_worklist()
