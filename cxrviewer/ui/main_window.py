@@ -427,7 +427,8 @@ class MainWindow(QMainWindow):
         self._show_first_of_tree = not files
         for p in paths:
             add_recent_path(str(p.expanduser().absolute()), self.store)
-            self.loader.load_studies(p, tag=str(p))
+            if is_container(p):  # single files are listed in the browser once loaded
+                self.loader.load_studies(p, tag=str(p))
         if files:
             self.show_source(files[0])
             if len(files) > 1:
@@ -495,6 +496,9 @@ class MainWindow(QMainWindow):
         if self.view.window is not None:
             self._show_window(self.view.window)
         self.metadata.show_image(loaded.image)
+        self.browser.blockSignals(True)
+        self.browser.add_image(loaded.image)
+        self.browser.blockSignals(False)
         self.similar.show_result(None)
         self.setWindowTitle(f"{loaded.title} — cxrviewer — {RESEARCH_NOTICE}")
         img = loaded.image

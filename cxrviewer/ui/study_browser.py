@@ -11,6 +11,17 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
 SOURCE_ROLE = Qt.ItemDataRole.UserRole
+KEY_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def _child(parent: QTreeWidgetItem, key: tuple, text: str) -> QTreeWidgetItem:
+    """The child of ``parent`` with ``key`` (made with ``text`` if missing)."""
+    for i in range(parent.childCount()):
+        if parent.child(i).data(0, KEY_ROLE) == key:
+            return parent.child(i)
+    item = QTreeWidgetItem(parent, [text])
+    item.setData(0, KEY_ROLE, key)
+    return item
 
 
 def _first(obj: Any, names: Iterable[str], default: Any = None) -> Any:
@@ -83,6 +94,7 @@ class StudyBrowser(QTreeWidget):
         self.setUniformRowHeights(True)
         self.itemActivated.connect(self._activated)
         self.itemClicked.connect(self._activated)
+        self._tree_keys: set[str] = set()  # images listed by an opened folder/ZIP/DICOMDIR tree
 
     def add_tree(self, root_label: str, tree: Any) -> QTreeWidgetItem:
         """Add a loaded study tree under a node named ``root_label`` (an opened path)."""
@@ -97,7 +109,9 @@ class StudyBrowser(QTreeWidget):
                     sei = QTreeWidgetItem(si, [series_label(se)])
                     for ref in _children(se, ("images", "instances")):
                         ii = QTreeWidgetItem(sei, [image_label(ref)])
-                        ii.setData(0, SOURCE_ROLE, _first(ref, ("source",), ref))
+                        src = _first(ref, ("source",), ref)
+                        ii.setData(0, SOURCE_ROLE, src)
+                        self._tree_keys.add(_key(src))
         skipped = _children(tree, ("skipped",))
         if skipped:
             sk = QTreeWidgetItem(root, [f"Skipped ({len(skipped)})"])
@@ -108,6 +122,47 @@ class StudyBrowser(QTreeWidget):
         self.expandItem(root)
         for i in range(root.childCount()):
             self._expand_all(root.child(i), depth=3)
+        return root
+
+    def add_image(self, image: Any) -> QTreeWidgetItem | None:
+        """List one loaded image (a ``CxrImage``) under "Opened files", grouped by its patient, study and
+        series identifiers; an image already listed (here or in an opened tree) is not added twice. Returns
+        its row (None when an opened tree lists it)."""
+        if _key(image.source) in self._tree_keys:
+            return None
+        root = self._opened_root()
+        meta = getattr(image, "metadata", None) or {}
+        patient = _child(root, ("patient", image.patient_id), f"Patient {image.patient_id}")
+        study_text = " ".join(str(meta[k]) for k in ("study_date", "study_description") if meta.get(k))
+        study = _child(
+            patient,
+            ("study", image.study_instance_uid),
+            study_text or f"Study …{image.study_instance_uid[-8:]}",
+        )
+        modality = meta.get("modality") or getattr(image, "format", "")
+        series = _child(study, ("series", image.series_instance_uid), f"{modality} series".strip())
+        src = image.source
+        key = _key(src)
+        label = (
+            image_label(image)
+            if getattr(image, "number_of_frames", 1) > 1
+            else getattr(src, "name", str(src))
+        )
+        row = _child(series, ("image", key, getattr(image, "frame", 0)), label)
+        row.setData(0, SOURCE_ROLE, src)
+        for item in (root, patient, study, series):
+            self.expandItem(item)
+        self.setCurrentItem(row)
+        return row
+
+    def _opened_root(self) -> QTreeWidgetItem:
+        for i in range(self.topLevelItemCount()):
+            item = self.topLevelItem(i)
+            if item.data(0, KEY_ROLE) == ("opened",):
+                return item
+        root = QTreeWidgetItem(["Opened files"])
+        root.setData(0, KEY_ROLE, ("opened",))
+        self.insertTopLevelItem(0, root)
         return root
 
     def _expand_all(self, item: QTreeWidgetItem, depth: int) -> None:
@@ -131,6 +186,10 @@ class StudyBrowser(QTreeWidget):
         src = item.data(0, SOURCE_ROLE)
         if src is not None:
             self.image_selected.emit(src)
+
+
+def _key(source: Any) -> str:
+    return source.stable_key() if hasattr(source, "stable_key") else str(source)
 
 
 def _skipped_text(entry: Any) -> str:

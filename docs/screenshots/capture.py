@@ -45,18 +45,19 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def pick_library_images(data: Path, exclude: set[str], per_source: int = 14) -> list[dict]:
-    rows = [r for r in read_csv(data / "labels.csv") if r["license"] in CC_BY]
-    out, counts = [], {}
-    for r in rows:
-        if r["path"] in exclude or r["view"] not in ("PA", "AP", "frontal", "AP Supine"):
+def pick_library_images(data: Path, exclude: set[str], per_group: int = 7) -> list[dict]:
+    """Frontal CC BY images, at most ``per_group`` per (source, label), interleaved across the groups."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in read_csv(data / "labels.csv"):
+        if r["license"] not in CC_BY or r["path"] in exclude:
             continue
-        key = (r["source"], r["label"])
-        if counts.get(key, 0) >= per_source // 2:
+        if r["view"] not in ("PA", "AP", "frontal", "AP Supine"):
             continue
-        counts[key] = counts.get(key, 0) + 1
-        out.append(r)
-    return out
+        group = groups.setdefault((r["source"], r["label"]), [])
+        if len(group) < per_group:
+            group.append(r)
+    columns = list(groups.values())
+    return [g[i] for i in range(per_group) for g in columns if i < len(g)]
 
 
 def build_library(model_dir: Path, data: Path, rows: list[dict], out: Path) -> Path:

@@ -250,3 +250,19 @@ def test_settings_persist(settings_store):
     for p in ("a", "b", "a"):
         add_recent_path(p, settings_store)
     assert recent_paths(settings_store) == ["a", "b"]
+
+
+def test_opened_files_are_listed_in_the_study_browser(qtbot, make_window, png_files, dicom_file):
+    w = make_window(ScriptedAnalyzer().factory)
+    _open(qtbot, w, png_files[0])
+    _open(qtbot, w, dicom_file)
+    _open(qtbot, w, png_files[0])  # listed once
+    assert w.browser.image_count() == 2
+    root = w.browser.topLevelItem(0)
+    assert root.text(0) == "Opened files"
+    patients = sorted(root.child(i).text(0) for i in range(root.childCount()))
+    assert "Patient TEST-1" in patients  # the DICOM's own patient id groups it
+    _open(qtbot, w, png_files[1])
+    with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT) as blocker:
+        w.browser.itemClicked.emit(w.browser.findItems("chest.dcm", Qt.MatchFlag.MatchRecursive)[0], 0)
+    assert blocker.args[0].title == "chest.dcm" and w.browser.image_count() == 3
