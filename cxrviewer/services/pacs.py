@@ -349,14 +349,19 @@ class PacsClient:
 
     # --- WADO-RS -------------------------------------------------------------------------------------
 
-    def retrieve_study(self, study_uid: str, progress: ProgressCallback | None = None) -> Path:
+    def retrieve_study(
+        self, study_uid: str, progress: ProgressCallback | None = None, use_cached: bool = False
+    ) -> Path:
         """WADO-RS retrieve of a whole study into the cache; returns the study's folder.
 
         Instances arrive in the transfer syntax the server stores them in and are written as DICOM files. The
         folder appears only once every instance arrived complete; on any failure (or when ``progress``
         returns False) nothing is added to the cache and the previous copy, if any, is kept.
+        ``use_cached=True`` returns a study retrieved before without asking the server again.
         """
         study_path = f"/studies/{_uid(study_uid)}"
+        if use_cached and self.cache.has_study(study_uid):
+            return self.cache.study_dir(study_uid)
         expected = self._expected_instances(study_uid)
         received = 0
         with (

@@ -109,6 +109,7 @@ def test_orthanc_killed_mid_retrieve_keeps_the_previous_copy(private_orthanc, tm
     assert [p.name for p in cache.root.iterdir()] == [folder.name]  # no partial folder left
     with pytest.raises(PacsError, match="Cannot reach"):
         client.retrieve_study(study)
+    assert client.retrieve_study(study, use_cached=True) == folder  # the cached copy opens offline
 
 
 class _CuttingServer(http.server.BaseHTTPRequestHandler):
