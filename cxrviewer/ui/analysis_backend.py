@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrviewer.ui.settings import ViewerSettings
-from cxrviewer.ui.workers import AnalyzerFactory, ModelUnavailable
+from cxrviewer.ui.workers import AnalysisCancelled, AnalyzerFactory, ModelUnavailable
 
 
 def find_case_libraries(folders: list[Path] | None = None) -> list[Path]:
@@ -52,11 +52,13 @@ class PipelineAnalyzer:
         self.pipeline = pipeline
         self.libraries = libraries
         self.user_library = user_library
+        self._torch_model = None  # loaded on the first occlusion request
 
     @property
     def available_tasks(self) -> tuple[str, ...]:
         """The optional tasks offered: ``add_to_library`` only when a user library location is set."""
-        return ("add_to_library",) if self.user_library is not None else ()
+        tasks = ("occlusion",)
+        return (*tasks, "add_to_library") if self.user_library is not None else tasks
 
     def __call__(self, image: Any):
         result = self.pipeline.analyze(image.display(), name=image.source.name)
@@ -66,6 +68,44 @@ class PipelineAnalyzer:
                     with contextlib.suppress(KeyError, ValueError):  # a case removed meanwhile
                         n.thumbnail_png = self.libraries.library(n.library).thumbnail(int(n.case_id))
         return result
+
+    def occlusion(self, image: Any, class_name: str, lung_mask, progress=None, should_cancel=None):
+        """Occlusion-sensitivity heatmap of ``class_name`` (``cxrviewer.ml.explain``), coarse map first.
+
+        ``progress(done, total, partial)`` receives the partial map already on the image grid (normalised);
+        when ``should_cancel()`` fires, :class:`AnalysisCancelled` is raised. Returns the explain module's
+        ``Heatmap`` (``map``, ``method``, ``outside_lung_fraction``, ``warning``).
+        """
+        import torch
+
+        from cxrviewer.ml.explain import OcclusionCancelled, explain_occlusion, normalize_map
+        from cxrviewer.ml.model_io import load_classifier
+        from cxrviewer.ml.predictor import model_input
+
+        predictor = self.pipeline.load()
+        if self._torch_model is None:
+            self._torch_model, _ = load_classifier(predictor.model_dir)
+        if class_name not in predictor.labels:
+            raise ValueError(f"the model has no class {class_name!r}")
+        display = image.display()
+        x, geometry = model_input(display, predictor.spec, lung_mask)
+
+        def report(done: int, total: int, partial) -> None:
+            if progress is not None:
+                progress(done, total, normalize_map(geometry.to_original(normalize_map(partial))))
+
+        try:
+            return explain_occlusion(
+                self._torch_model,
+                torch.from_numpy(x),
+                predictor.labels.index(class_name),
+                geometry,
+                lung_mask,
+                progress=report,
+                should_cancel=should_cancel,
+            )
+        except OcclusionCancelled as exc:
+            raise AnalysisCancelled(str(exc)) from exc
 
     def add_to_library(self, image: Any, label: str) -> str:
         """Store ``image`` (thumbnail + embedding by the current model) with ``label`` in the user's own

@@ -332,6 +332,13 @@ class MainWindow(QMainWindow):
         am.addSeparator()
         a["analyse_all"] = self._action("Analyse &worklist", self.analyse_worklist, "Ctrl+Shift+R")
         am.addAction(a["analyse_all"])
+        a["occlusion"] = self._action(
+            "&Occlusion heatmap",
+            self.compute_occlusion,
+            "Ctrl+E",
+            tip="Slide a patch over the image and map how much the score drops (slower, exact; cancellable)",
+        )
+        am.addAction(a["occlusion"])
 
         hm = mb.addMenu("&Help")
         a["about"] = self._action("&About cxrviewer", self.show_about)
@@ -363,9 +370,21 @@ class MainWindow(QMainWindow):
         self.busy.setMaximumWidth(110)
         self.busy.setMaximumHeight(12)
         self.busy.setVisible(False)
+        self.occlusion_progress = QProgressBar()
+        self.occlusion_progress.setMaximumWidth(160)
+        self.occlusion_progress.setMaximumHeight(14)
+        self.occlusion_progress.setFormat("occlusion %p %")
+        self.occlusion_progress.setVisible(False)
         notice = QLabel(RESEARCH_NOTICE)
         notice.setStyleSheet("color: #ffc857;")
-        for w in (self.readout, self.window_label, self.zoom_label, self.busy, notice):
+        for w in (
+            self.readout,
+            self.window_label,
+            self.zoom_label,
+            self.occlusion_progress,
+            self.busy,
+            notice,
+        ):
             sb.addPermanentWidget(w)
         sb.showMessage("Drop a file, folder or ZIP on the window, or use File ▸ Open.")
 
@@ -380,6 +399,7 @@ class MainWindow(QMainWindow):
         self.analysis.busy_changed.connect(self.busy.setVisible)
         self.analysis.ready.connect(self._on_analyzer_ready)
         self.analysis.task_done.connect(self._on_task_done)
+        self.analysis.task_progress.connect(self._on_task_progress)
         self.browser.image_selected.connect(self.show_source)
         self.similar.case_activated.connect(self.show_neighbour)
         self.similar.add_to_library.connect(self.add_current_to_library)
@@ -490,6 +510,7 @@ class MainWindow(QMainWindow):
         if isinstance(tag, tuple) and tag and tag[0] == "compare":
             self._show_compare(loaded, f"Comparison: {loaded.title}")
             return
+        self.analysis.cancel("explain")  # an occlusion map of the previous image is no longer wanted
         self.current = loaded
         self.current_result = None
         self.view.set_image(loaded)
@@ -592,8 +613,25 @@ class MainWindow(QMainWindow):
         self.similar.show_result(result)
         self.analysis_shown.emit(result)
 
+    def _on_occlusion_done(self, key: str, heatmap: Any) -> None:
+        self.occlusion_progress.setVisible(False)
+        r = self.current_result
+        if self.current is None or key != self.current.key or r is None:
+            return
+        r.heatmap = heatmap.map
+        r.heatmap_method = "occlusion"
+        r.saliency_outside_lungs = heatmap.outside_lung_fraction
+        if heatmap.warning and heatmap.warning not in r.warnings:
+            r.warnings.append(heatmap.warning)
+        self.show_analysis(r)
+        self.statusBar().showMessage("Occlusion map done.", 6000)
+
     def _on_analysis_failed(self, tag: object, message: str) -> None:
         channel, key = tag
+        if channel == "explain":
+            self.occlusion_progress.setVisible(False)
+            self.statusBar().showMessage(f"Occlusion map failed: {message}", 10000)
+            return
         if channel == "task":
             self.similar.add_button.setEnabled(True)
             QMessageBox.warning(self, "Could not add the case", message)
@@ -608,6 +646,11 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_cancelled(self, tag: object) -> None:
         channel, key = tag
+        if channel == "explain":
+            self.occlusion_progress.setVisible(False)
+            if self.current_result is not None and self.current is not None and key == self.current.key:
+                self.show_analysis(self.current_result)  # back to the map the analysis gave
+            return
         if channel == "task":
             return
         item = self.worklist.worklist.get(key)
@@ -775,7 +818,43 @@ class MainWindow(QMainWindow):
         self.similar.add_button.setEnabled(False)
         self.analysis.run_task("add_to_library", (self.current, label), tag=("task", self.current.key))
 
+    def compute_occlusion(self) -> None:
+        """Occlusion heatmap of the displayed class for the image on screen, in the analysis thread, shown
+        coarse-to-fine as it is computed; Cancel (Ctrl+.) or opening another image stops it."""
+        r = self.current_result
+        if self.current is None or r is None or r.status != "ok":
+            self.statusBar().showMessage("Analyse the image first: occlusion explains a score.", 6000)
+            return
+        if "occlusion" not in self.analyzer_tasks:
+            self.statusBar().showMessage("This analyzer cannot compute occlusion maps.", 6000)
+            return
+        cls = r.heatmap_class or r.top_label
+        self.occlusion_progress.setRange(0, 0)
+        self.occlusion_progress.setVisible(True)
+        self.statusBar().showMessage(f"Occlusion map for {cls}…")
+        self.analysis.run_task(
+            "occlusion",
+            (self.current, cls, r.lung_mask),
+            tag=("explain", self.current.key),
+            channel="explain",
+        )
+
+    def _on_task_progress(self, tag: object, state: object) -> None:
+        channel, key = tag
+        if channel != "explain" or self.current is None or key != self.current.key:
+            return
+        done, total, partial = state
+        self.occlusion_progress.setRange(0, int(total))
+        self.occlusion_progress.setValue(int(done))
+        self.view.heatmap.set_heatmap(
+            partial, self.current_result.lung_mask if self.current_result else None, self.view.image_shape
+        )
+        self.view.colorbar.setVisible(self.view.heatmap.visible)
+
     def _on_task_done(self, tag: object, message: object) -> None:
+        if tag[0] == "explain":
+            self._on_occlusion_done(tag[1], message)
+            return
         self.similar.add_button.setEnabled(True)
         self.statusBar().showMessage(str(message), 8000)
         self.library_changed.emit(str(message))

@@ -29,8 +29,11 @@ Analyzer = Callable[..., Any]
 AnalyzerFactory = Callable[[], Analyzer]
 
 #: Optional methods an analyzer may offer besides ``__call__``, run by :meth:`AnalysisClient.run_task`:
-#: ``add_to_library(image, label) -> str`` stores the image in the user's case library (returns a message).
-OPTIONAL_TASKS = ("add_to_library",)
+#: ``add_to_library(image, label) -> str`` stores the image in the user's case library (returns a message);
+#: ``occlusion(image, class_name, lung_mask, progress=, should_cancel=)`` computes an occlusion heatmap.
+#: A task that takes ``progress`` gets a callable whose arguments arrive as ``task_progress(tag, tuple)``; one
+#: that takes ``should_cancel`` can stop by raising :class:`AnalysisCancelled`.
+OPTIONAL_TASKS = ("add_to_library", "occlusion")
 
 
 class ModelUnavailable(Exception):
@@ -179,6 +182,14 @@ class LoadClient(QObject):
             self.studies_loaded.emit(ticket.tag, tree)
 
     @Slot(int, object)
+    def _on_task_progress(self, generation: int, state: object) -> None:
+        with self._lock:
+            ticket = self._tickets.get(generation)
+            wanted = ticket is not None and not ticket.cancel.is_set()
+        if wanted:
+            self.task_progress.emit(ticket.tag, state)
+
+    @Slot(int, object)
     def _on_task_done(self, generation: int, value: object) -> None:
         ticket = self._take(generation)
         if ticket is not None:
@@ -208,6 +219,7 @@ class AnalysisWorker(QObject):
     started = Signal(int)
     ready = Signal(object)  # names of the optional tasks the analyzer offers (e.g. "add_to_library")
     task_done = Signal(int, object)  # generation, the task's return value
+    task_progress = Signal(int, object)  # generation, the task's progress tuple
 
     def __init__(self, factory: AnalyzerFactory, is_cancelled: Callable[[int], bool]) -> None:
         super().__init__()
@@ -247,7 +259,16 @@ class AnalysisWorker(QObject):
             if task is None:
                 raise ModelUnavailable(self._unavailable or f"the analyzer cannot {name.replace('_', ' ')}")
             args = tuple(a.image if isinstance(a, LoadedImage) else a for a in args)
-            value = task(*args)
+            kwargs = {}
+            params = _parameters(task)
+            if "progress" in params:
+                kwargs["progress"] = lambda *state: self.task_progress.emit(generation, state)
+            if "should_cancel" in params:
+                kwargs["should_cancel"] = lambda: self._is_cancelled(generation)
+            value = task(*args, **kwargs)
+        except AnalysisCancelled:
+            self.cancelled.emit(generation)
+            return
         except Exception as exc:
             self.failed.emit(generation, _message(exc))
             return
@@ -297,6 +318,7 @@ class AnalysisClient(QObject):
     busy_changed = Signal(bool)
     ready = Signal(object)  # the optional tasks the loaded analyzer offers
     task_done = Signal(object, object)  # tag, return value
+    task_progress = Signal(object, object)  # tag, progress tuple (only while the task is the newest)
 
     _post = Signal(int, object)
     _post_task = Signal(int, str, object)
@@ -314,6 +336,7 @@ class AnalysisClient(QObject):
         self._post_task.connect(self._worker.run_task)
         self._worker.ready.connect(self.ready)
         self._worker.task_done.connect(self._on_task_done)
+        self._worker.task_progress.connect(self._on_task_progress)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
@@ -341,13 +364,17 @@ class AnalysisClient(QObject):
         self._post.emit(gen, payload)
         return gen
 
-    def run_task(self, name: str, args: tuple, tag: Any = None) -> int:
-        """Run the analyzer's optional task ``name`` in the analysis thread (channel ``"task"``); the answer
-        comes as ``task_done(tag, value)`` or ``failed(tag, message)``."""
+    def run_task(self, name: str, args: tuple, tag: Any = None, channel: str = "task") -> int:
+        """Run the analyzer's optional task ``name`` in the analysis thread; the answer comes as
+        ``task_done(tag, value)``, ``failed(tag, message)`` or ``cancelled(tag)``. A new task on the same
+        channel cancels the previous one; the ``"task"`` channel is left alone by :meth:`cancel` ``(None)``."""
         with self._lock:
             gen = next(self._counter)
-            self._tickets[gen] = _Ticket(gen, "task", tag)
-            self._latest["task"] = gen
+            old = self._latest.get(channel)
+            if old is not None and old in self._tickets and channel != "task":
+                self._tickets[old].cancel.set()
+            self._tickets[gen] = _Ticket(gen, channel, tag)
+            self._latest[channel] = gen
         self._set_in_flight(+1)
         self._post_task.emit(gen, name, args)
         return gen
@@ -393,6 +420,14 @@ class AnalysisClient(QObject):
             self.result_ready.emit(ticket.tag, result)
 
     @Slot(int, object)
+    def _on_task_progress(self, generation: int, state: object) -> None:
+        with self._lock:
+            ticket = self._tickets.get(generation)
+            wanted = ticket is not None and not ticket.cancel.is_set()
+        if wanted:
+            self.task_progress.emit(ticket.tag, state)
+
+    @Slot(int, object)
     def _on_task_done(self, generation: int, value: object) -> None:
         ticket = self._take(generation)
         if ticket is not None:
@@ -423,6 +458,13 @@ class AnalysisClient(QObject):
         """Cancel everything and stop the analysis thread (waits for a running inference to return)."""
         self.cancel()
         return _stop_thread(self._thread, self._worker, timeout_ms)
+
+
+def _parameters(fn: Callable) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _message(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ import csv
 import json
 import time
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
 
@@ -201,3 +202,38 @@ def test_add_to_my_library_then_found_as_similar_case(
         w.actions_by_name["analyse"].trigger()
     n = again.args[0].neighbours
     assert len(n) == 1 and n[0].label == "pneumonia" and n[0].distance < 1e-4 and n[0].thumbnail_png
+
+
+def test_occlusion_heatmap_progress_and_cancel(qtbot, make_window, tiny_model_dir, png_files):
+    pytest.importorskip("cxrviewer.ml.explain.occlusion")
+    from cxrviewer.ui.analysis_backend import pipeline_factory
+    from cxrviewer.ui.settings import ViewerSettings
+
+    settings = ViewerSettings(model_dir=str(tiny_model_dir), device="cpu")
+    w = make_window(pipeline_factory(settings, library_paths=[], user_library=None), settings=settings)
+    with qtbot.waitSignal(w.analysis_shown, timeout=60_000) as got:
+        w.open_paths([png_files[0]])
+    gradcam = got.args[0].heatmap.copy()
+    assert got.args[0].heatmap_method == "gradcam" and "occlusion" in w.analyzer_tasks
+
+    # cancelled on its first progress report: the Grad-CAM map comes back, no occlusion result
+    def cancel_once(tag, state):
+        w.analysis.task_progress.disconnect(cancel_once)
+        w.actions_by_name["cancel"].trigger()
+
+    w.analysis.task_progress.connect(cancel_once)
+    with qtbot.waitSignal(w.analysis.cancelled, timeout=TIMEOUT):
+        w.actions_by_name["occlusion"].trigger()
+    np.testing.assert_array_equal(w.view.heatmap.heatmap, gradcam)
+    assert w.current_result.heatmap_method == "gradcam" and not w.occlusion_progress.isVisible()
+
+    progress = []
+    w.analysis.task_progress.connect(lambda tag, state: progress.append(state[:2]))
+    with qtbot.waitSignal(w.analysis_shown, timeout=60_000) as done:
+        w.actions_by_name["occlusion"].trigger()
+    r = done.args[0]
+    assert r.heatmap_method == "occlusion" and r.heatmap.shape == w.current.image.pixels.shape
+    assert r.heatmap.min() >= 0.0 and r.heatmap.max() == pytest.approx(1.0)
+    assert len(progress) >= 2 and progress[-1][0] == progress[-1][1]  # coarse first, then complete
+    assert "occlusion" in w.ai_panel.model_info.text()
+    np.testing.assert_array_equal(w.view.heatmap.heatmap, r.heatmap)
