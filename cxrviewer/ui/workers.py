@@ -181,20 +181,6 @@ class LoadClient(QObject):
         if ticket is not None:
             self.studies_loaded.emit(ticket.tag, tree)
 
-    @Slot(int, object)
-    def _on_task_progress(self, generation: int, state: object) -> None:
-        with self._lock:
-            ticket = self._tickets.get(generation)
-            wanted = ticket is not None and not ticket.cancel.is_set()
-        if wanted:
-            self.task_progress.emit(ticket.tag, state)
-
-    @Slot(int, object)
-    def _on_task_done(self, generation: int, value: object) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.task_done.emit(ticket.tag, value)
-
     @Slot(int, str)
     def _on_failed(self, generation: int, message: str) -> None:
         ticket = self._take(generation)
