@@ -70,6 +70,58 @@ def _stop_thread(thread: QThread, worker: QObject, timeout_ms: int) -> bool:
     return finished
 
 
+class _RequestClient(QObject):
+    """The bookkeeping both clients share: generation ids, the newest request per channel, cancel flags and
+    delivery of only the answers still wanted (others are counted in :attr:`stale_dropped`)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._counter = itertools.count(1)
+        self._tickets: dict[int, _Ticket] = {}
+        self._latest: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.stale_dropped = 0
+
+    def _new_ticket(self, channel: str, tag: Any, supersede: bool = True) -> _Ticket:
+        """A request on ``channel``; with ``supersede`` the channel's previous request is cancelled."""
+        with self._lock:
+            ticket = _Ticket(next(self._counter), channel, tag)
+            old = self._latest.get(channel)
+            if supersede and old is not None and old in self._tickets:
+                self._tickets[old].cancel.set()
+            self._tickets[ticket.generation] = ticket
+            self._latest[channel] = ticket.generation
+        return ticket
+
+    def _is_cancelled(self, generation: int) -> bool:
+        """Called from the worker thread: whether a request is no longer wanted."""
+        with self._lock:
+            ticket = self._tickets.get(generation)
+            return ticket is None or ticket.cancel.is_set()
+
+    def _take(self, generation: int, newest_only: bool = True) -> _Ticket | None:
+        """The ticket when its answer is still wanted; None (and counted as stale) otherwise."""
+        with self._lock:
+            ticket = self._tickets.pop(generation, None)
+            wanted = ticket is not None and not ticket.cancel.is_set()
+            if wanted and newest_only:
+                wanted = self._latest.get(ticket.channel) == generation
+        if ticket is not None and not wanted:
+            self.stale_dropped += 1
+            return None
+        return ticket
+
+    def _forget(self, generation: int) -> _Ticket | None:
+        """Remove a request that ended without an answer (cancelled, skipped); returns its ticket."""
+        with self._lock:
+            return self._tickets.pop(generation, None)
+
+    def _deliver(self, signal: Signal, generation: int, *values: object, newest_only: bool = True) -> None:
+        ticket = self._take(generation, newest_only)
+        if ticket is not None:
+            signal.emit(ticket.tag, *values)
+
+
 # --------------------------------------------------------------------------------------------------- loading
 class LoadWorker(QObject):
     """Lives in the I/O thread: reads images (and prepares their display statistics) and study trees."""
@@ -77,6 +129,7 @@ class LoadWorker(QObject):
     image_loaded = Signal(int, object)  # generation, LoadedImage
     studies_loaded = Signal(int, object)  # generation, study tree (cxrviewer.core.load_studies result)
     failed = Signal(int, str)  # generation, human message
+    skipped = Signal(int)  # generation: cancelled before any work
 
     def __init__(self, is_cancelled: Callable[[int], bool]) -> None:
         super().__init__()
@@ -85,6 +138,7 @@ class LoadWorker(QObject):
     @Slot(int, object)
     def load_image(self, generation: int, source: object) -> None:
         if self._is_cancelled(generation):
+            self.skipped.emit(generation)
             return
         try:
             from cxrviewer.core import load_image
@@ -99,6 +153,7 @@ class LoadWorker(QObject):
     @Slot(int, object)
     def load_studies(self, generation: int, path: object) -> None:
         if self._is_cancelled(generation):
+            self.skipped.emit(generation)
             return
         try:
             from cxrviewer.core import load_studies
@@ -110,8 +165,9 @@ class LoadWorker(QObject):
         self.studies_loaded.emit(generation, tree)
 
 
-class LoadClient(QObject):
-    """GUI-side handle of the I/O thread. Emits only the newest answer of each channel."""
+class LoadClient(_RequestClient):
+    """GUI-side handle of the I/O thread. Images: only the newest request of a channel is delivered; study
+    trees: every requested path is delivered (opening two folders lists both)."""
 
     image_loaded = Signal(object, object)  # tag, LoadedImage
     studies_loaded = Signal(object, object)  # tag, study tree
@@ -122,17 +178,15 @@ class LoadClient(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._counter = itertools.count(1)
-        self._tickets: dict[int, _Ticket] = {}
-        self._latest: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self.stale_dropped = 0
         self._worker = LoadWorker(self._is_cancelled)
         self._post_image.connect(self._worker.load_image)
         self._post_studies.connect(self._worker.load_studies)
+        # bound slots (never lambdas): a lambda would run in the worker thread, a slot of this object runs
+        # in the GUI thread, in the order the worker emitted
         self._worker.image_loaded.connect(self._on_image)
         self._worker.studies_loaded.connect(self._on_studies)
         self._worker.failed.connect(self._on_failed)
+        self._worker.skipped.connect(self._forget)
         self._thread = _start_thread(self._worker, "cxrviewer-io")
 
     def load_image(self, source: object, tag: Any = None, channel: str = "view") -> int:
@@ -143,49 +197,25 @@ class LoadClient(QObject):
 
     def load_studies(self, path: object, tag: Any = None) -> int:
         """Build the study tree of a file, folder, ZIP or DICOMDIR in the background."""
-        ticket = self._new_ticket("studies", tag)
+        ticket = self._new_ticket("studies", tag, supersede=False)
         self._post_studies.emit(ticket.generation, path)
         return ticket.generation
 
-    def _new_ticket(self, channel: str, tag: Any) -> _Ticket:
-        with self._lock:
-            gen = next(self._counter)
-            old = self._latest.get(channel)
-            if old is not None and old in self._tickets:
-                self._tickets.pop(old).cancel.set()
-            ticket = _Ticket(gen, channel, tag)
-            self._tickets[gen] = ticket
-            self._latest[channel] = gen
-        return ticket
-
-    def _is_cancelled(self, generation: int) -> bool:
-        with self._lock:
-            return generation not in self._tickets
-
-    def _take(self, generation: int) -> _Ticket | None:
-        with self._lock:
-            ticket = self._tickets.pop(generation, None)
-        if ticket is None:
-            self.stale_dropped += 1
-        return ticket
-
     @Slot(int, object)
     def _on_image(self, generation: int, loaded: object) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.image_loaded.emit(ticket.tag, loaded)
+        self._deliver(self.image_loaded, generation, loaded)
 
     @Slot(int, object)
     def _on_studies(self, generation: int, tree: object) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.studies_loaded.emit(ticket.tag, tree)
+        self._deliver(self.studies_loaded, generation, tree, newest_only=False)
 
     @Slot(int, str)
     def _on_failed(self, generation: int, message: str) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.failed.emit(ticket.tag, message)
+        with self._lock:
+            ticket = self._tickets.get(generation)
+        self._deliver(
+            self.failed, generation, message, newest_only=ticket is None or ticket.channel != "studies"
+        )
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Stop the I/O thread (waits for the current read to finish)."""
@@ -289,7 +319,7 @@ class AnalysisWorker(QObject):
         self.finished.emit(generation, result)  # the client drops it if it has gone stale meanwhile
 
 
-class AnalysisClient(QObject):
+class AnalysisClient(_RequestClient):
     """GUI-side handle of the single analysis thread.
 
     Channels: ``"view"`` (the image on screen; a new request cancels the previous one) and ``"batch"`` (the
@@ -311,17 +341,12 @@ class AnalysisClient(QObject):
 
     def __init__(self, factory: AnalyzerFactory, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._counter = itertools.count(1)
-        self._tickets: dict[int, _Ticket] = {}
-        self._latest: dict[str, int] = {}
-        self._lock = threading.Lock()
         self._in_flight = 0
-        self.stale_dropped = 0
         self._worker = AnalysisWorker(factory, self._is_cancelled)
         self._post.connect(self._worker.analyze)
         self._post_task.connect(self._worker.run_task)
         self._worker.ready.connect(self.ready)
-        self._worker.task_done.connect(self._on_task_done)
+        self._worker.task_done.connect(self._on_task_done)  # bound slots: run in the GUI thread
         self._worker.task_progress.connect(self._on_task_progress)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
@@ -339,31 +364,19 @@ class AnalysisClient(QObject):
 
         Cancels the previous request of the same channel. Returns the request's generation id.
         """
-        with self._lock:
-            gen = next(self._counter)
-            old = self._latest.get(channel)
-            if old is not None and old in self._tickets:
-                self._tickets[old].cancel.set()
-            self._tickets[gen] = _Ticket(gen, channel, tag)
-            self._latest[channel] = gen
+        ticket = self._new_ticket(channel, tag)
         self._set_in_flight(+1)
-        self._post.emit(gen, payload)
-        return gen
+        self._post.emit(ticket.generation, payload)
+        return ticket.generation
 
     def run_task(self, name: str, args: tuple, tag: Any = None, channel: str = "task") -> int:
         """Run the analyzer's optional task ``name`` in the analysis thread; the answer comes as
         ``task_done(tag, value)``, ``failed(tag, message)`` or ``cancelled(tag)``. A new task on the same
         channel cancels the previous one; the ``"task"`` channel is left alone by :meth:`cancel` ``(None)``."""
-        with self._lock:
-            gen = next(self._counter)
-            old = self._latest.get(channel)
-            if old is not None and old in self._tickets and channel != "task":
-                self._tickets[old].cancel.set()
-            self._tickets[gen] = _Ticket(gen, channel, tag)
-            self._latest[channel] = gen
+        ticket = self._new_ticket(channel, tag, supersede=channel != "task")
         self._set_in_flight(+1)
-        self._post_task.emit(gen, name, args)
-        return gen
+        self._post_task.emit(ticket.generation, name, args)
+        return ticket.generation
 
     def cancel(self, channel: str | None = None) -> None:
         """Cancel the requests of ``channel`` (every analysis when None; a library task is never cancelled
@@ -373,25 +386,9 @@ class AnalysisClient(QObject):
                 if ticket.channel == channel or (channel is None and ticket.channel != "task"):
                     ticket.cancel.set()
 
-    def _is_cancelled(self, generation: int) -> bool:
-        with self._lock:
-            ticket = self._tickets.get(generation)
-            return ticket is None or ticket.cancel.is_set()
-
-    def _take(self, generation: int) -> _Ticket | None:
-        """The ticket when its answer is still wanted; None (and counted as stale) otherwise."""
+    def _take(self, generation: int, newest_only: bool = True) -> _Ticket | None:
         self._set_in_flight(-1)
-        with self._lock:
-            ticket = self._tickets.pop(generation, None)
-            wanted = (
-                ticket is not None
-                and not ticket.cancel.is_set()
-                and self._latest.get(ticket.channel) == generation
-            )
-        if ticket is not None and not wanted:
-            self.stale_dropped += 1
-            return None
-        return ticket
+        return super()._take(generation, newest_only)
 
     def _set_in_flight(self, delta: int) -> None:
         before = self._in_flight > 0
@@ -401,9 +398,15 @@ class AnalysisClient(QObject):
 
     @Slot(int, object)
     def _on_finished(self, generation: int, result: object) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.result_ready.emit(ticket.tag, result)
+        self._deliver(self.result_ready, generation, result)
+
+    @Slot(int, object)
+    def _on_task_done(self, generation: int, value: object) -> None:
+        self._deliver(self.task_done, generation, value)
+
+    @Slot(int, str)
+    def _on_failed(self, generation: int, message: str) -> None:
+        self._deliver(self.failed, generation, message)
 
     @Slot(int, object)
     def _on_task_progress(self, generation: int, state: object) -> None:
@@ -413,31 +416,17 @@ class AnalysisClient(QObject):
         if wanted:
             self.task_progress.emit(ticket.tag, state)
 
-    @Slot(int, object)
-    def _on_task_done(self, generation: int, value: object) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.task_done.emit(ticket.tag, value)
-
-    @Slot(int, str)
-    def _on_failed(self, generation: int, message: str) -> None:
-        ticket = self._take(generation)
-        if ticket is not None:
-            self.failed.emit(ticket.tag, message)
-
     @Slot(int)
     def _on_cancelled(self, generation: int) -> None:
         self._set_in_flight(-1)
-        with self._lock:
-            ticket = self._tickets.pop(generation, None)
+        ticket = self._forget(generation)
         if ticket is not None:
             self.cancelled.emit(ticket.tag)
 
     @Slot(int, str)
     def _on_unavailable(self, generation: int, message: str) -> None:
         self._set_in_flight(-1)
-        with self._lock:
-            ticket = self._tickets.pop(generation, None)
+        ticket = self._forget(generation)
         self.unavailable.emit(ticket.tag if ticket else None, message)
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:

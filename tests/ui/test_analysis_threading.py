@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtCore import QElapsedTimer, QThread, QTimer
 
 from tests.ui.tiny_analyzer import ScriptedAnalyzer
 
@@ -22,8 +22,9 @@ def test_stale_result_is_dropped(qtbot, make_window, png_files):
     with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT):
         w.open_paths([png_files[0]])
     qtbot.waitUntil(lambda: analyzer.calls == ["cxr_0.png"], timeout=TIMEOUT)  # A is being analysed
-    shown = []
+    shown, threads = [], []
     w.analysis_shown.connect(shown.append)
+    w.analysis.result_ready.connect(lambda *_: threads.append(QThread.currentThread()))
     with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT):
         w.open_paths([png_files[1]])  # B replaces A on screen: A's request is now stale
     analyzer.release("cxr_1.png")
@@ -33,6 +34,7 @@ def test_stale_result_is_dropped(qtbot, make_window, png_files):
     assert [r.path for r in shown] == ["cxr_1.png"]  # ... and only B's result is ever shown
     assert w.ai_panel.result.path == "cxr_1.png"
     assert analyzer.calls == ["cxr_0.png", "cxr_1.png"] and w.analysis.stale_dropped == 1
+    assert threads == [w.thread()]  # answers are delivered on the GUI thread
 
 
 def test_cancel_stops_the_running_analysis(qtbot, make_window, png_files):
