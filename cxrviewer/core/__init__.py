@@ -1,8 +1,16 @@
 """Image loading and preprocessing: numpy, pydicom and OpenCV only (no Qt, no torch).
 
-Public API: :class:`LoadError`, :mod:`cxrviewer.core.preprocess` (the shared preprocessing spec).
+Public API: :func:`load_image` → :class:`CxrImage`, :func:`load_studies` → :class:`StudyTree`
+(:class:`Patient` → :class:`Study` → :class:`Series` → :class:`ImageRef`), :class:`ImageSource`,
+:class:`Window`, :class:`LoadError`, :data:`MAX_PIXELS`, and :mod:`cxrviewer.core.preprocess` (the shared
+preprocessing spec).
 """
 
 from cxrviewer.core.errors import LoadError
+from cxrviewer.core.image import CxrImage, PixelPadding
+from cxrviewer.core.limits import MAX_PIXELS
+from cxrviewer.core.loader import load_image
+from cxrviewer.core.source import ImageSource
+from cxrviewer.core.windowing import Window
 
-__all__ = ["LoadError"]
+__all__ = ["MAX_PIXELS", "CxrImage", "ImageSource", "LoadError", "PixelPadding", "Window", "load_image"]

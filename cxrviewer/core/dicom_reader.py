@@ -1,0 +1,426 @@
+"""DICOM into a :class:`CxrImage`: Modality LUT → VOI (windows, VOI LUT sequence) → MONOCHROME1 inversion,
+with pixel padding masked. Every transfer syntax pydicom can decode with the installed plugins (pylibjpeg,
+python-gdcm) is supported; the frame is decoded alone (``pydicom.pixels.pixel_array(ds, index=frame)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder, pixel_array
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from cxrviewer.core.errors import LoadError
+from cxrviewer.core.identifiers import derived_patient_id, derived_uid
+from cxrviewer.core.image import (
+    CxrImage,
+    DisplayPipeline,
+    PixelPadding,
+    stored_value_domain,
+    uses_lookup_table,
+)
+from cxrviewer.core.limits import check_pixel_count
+from cxrviewer.core.source import ImageSource
+from cxrviewer.core.windowing import VOI_FUNCTIONS, Window, is_valid_window
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "PALETTE COLOR")
+_DECODER_HINTS = {
+    "JPEG 2000": "pylibjpeg-openjpeg or python-gdcm",
+    "JPEG-LS": "pylibjpeg-libjpeg or python-gdcm",
+    "JPEG": "pylibjpeg-libjpeg or python-gdcm",
+    "RLE": "pylibjpeg-rle",
+}
+
+
+def read_dataset(source: ImageSource, *, force: bool, stop_before_pixels: bool = False) -> Dataset:
+    """Read a data set (read-only); ``force`` for files without the 128-byte preamble.
+
+    A missing Transfer Syntax UID is filled in from the encoding pydicom detected, so that pixel data of
+    files without file meta information can be decoded.
+    """
+    with source.open_binary() as fh:
+        ds = pydicom.dcmread(fh, force=force, stop_before_pixels=stop_before_pixels)
+    ensure_transfer_syntax(ds)
+    return ds
+
+
+def ensure_transfer_syntax(ds: Dataset) -> None:
+    """Set ``file_meta.TransferSyntaxUID`` from the detected encoding when the file has none."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    if "TransferSyntaxUID" in meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def is_dicomdir(ds: Dataset) -> bool:
+    """Whether the data set is a DICOMDIR (a media index, not an image)."""
+    sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    return sop == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds
+
+
+def describe_non_image(ds: Dataset) -> str:
+    """Why a data set without pixel data is not an image, in words (names its SOP class when known)."""
+    sop = ds.get("SOPClassUID")
+    kind = UID(str(sop)).name if sop else ""
+    kind = f"{kind}; " if kind and kind != str(sop) else ""
+    return f"DICOM without pixel data ({kind}a structured report or other non-image object)"
+
+
+def check_image_header(ds: Dataset, source: ImageSource) -> tuple[int, int, int]:
+    """Validate what is needed before decoding; returns (rows, columns, number of frames).
+
+    Raises:
+        LoadError: DICOMDIR, no pixel data, missing/implausible dimensions, too many pixels, or a
+            transfer syntax without an installed decoder.
+    """
+    where = source.error_path
+    if is_dicomdir(ds):
+        raise LoadError("this is a DICOMDIR (the index of a DICOM disc): open it as a study", where)
+    if not any(k in ds for k in PIXEL_DATA_KEYWORDS):
+        if (
+            "Rows" in ds
+            and "Columns" in ds
+            and "SOPClassUID" in ds
+            and "Image" in UID(str(ds.SOPClassUID)).name
+        ):
+            raise LoadError("the image's pixel data is missing: the file is truncated or damaged", where)
+        raise LoadError(describe_non_image(ds), where)
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise LoadError("the DICOM header lacks the image size (Rows/Columns)", where) from exc
+    if rows <= 0 or cols <= 0:
+        raise LoadError(f"the DICOM header gives an empty image ({rows} × {cols})", where)
+    check_pixel_count(rows * cols * max(samples, 1), where)
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    check_decoder(ds, source)
+    return rows, cols, max(frames, 1)
+
+
+def check_decoder(ds: Dataset, source: ImageSource) -> None:
+    """Raise :class:`LoadError` when the pixel data's compression cannot be decoded here."""
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not ts.is_transfer_syntax:
+        raise LoadError(
+            f"uses an unknown transfer syntax ({ts}); the pixels cannot be decoded", source.error_path
+        )
+    if not ts.is_compressed or "PixelData" not in ds:
+        return
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as exc:
+        raise LoadError(
+            f"compressed with {ts.name}, which this program cannot decode", source.error_path
+        ) from exc
+    if not decoder.is_available:
+        hint = next((v for k, v in _DECODER_HINTS.items() if k in ts.name), "pylibjpeg or python-gdcm")
+        raise LoadError(
+            f"compressed with {ts.name} but no decoder is installed (install {hint})", source.error_path
+        )
+
+
+def check_not_truncated(ds: Dataset, source: ImageSource) -> None:
+    """Raise :class:`LoadError` when uncompressed pixel data is shorter than the header says."""
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    if ts.is_compressed or "PixelData" not in ds:
+        return
+    expected = get_expected_length(ds, "bytes")
+    found = len(ds.PixelData)
+    if found < expected:
+        raise LoadError(
+            f"the pixel data is truncated (expected {_size(expected)}, found {_size(found)})",
+            source.error_path,
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def read_dicom(source: ImageSource, *, force: bool, frame: int = 0) -> CxrImage:
+    """Read one frame of a DICOM image (``force`` for files without preamble).
+
+    Raises:
+        LoadError: for every problem (pydicom's own exceptions are translated by :func:`load_image`).
+    """
+    ds = read_dataset(source, force=force)
+    rows, cols, frames = check_image_header(ds, source)
+    if not 0 <= frame < frames:
+        raise LoadError(
+            f"frame {frame + 1} was requested but the file has {frames} frame(s)", source.error_path
+        )
+    check_not_truncated(ds, source)
+    try:
+        arr = pixel_array(ds, index=frame)
+    except (ValueError, RuntimeError, OSError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        ts = UID(str(ds.file_meta.TransferSyntaxUID))
+        what = f"the {ts.name} compressed pixel data" if ts.is_compressed else "the pixel data"
+        raise LoadError(f"{what} could not be decoded (damaged file?): {exc}", source.error_path) from exc
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    if arr.ndim == 3 or photometric in _COLOUR:
+        return _colour_image(ds, arr, source, frame, frames, photometric)
+    if arr.ndim != 2 or arr.shape != (rows, cols):
+        raise LoadError(
+            f"the decoded pixel data has shape {arr.shape}, not {rows} × {cols}", source.error_path
+        )
+    return _grey_image(ds, arr, source, frame, frames, photometric)
+
+
+def _grey_image(
+    ds: Dataset, arr: np.ndarray, source: ImageSource, frame: int, frames: int, photometric: str
+) -> CxrImage:
+    padding = _padding(ds)
+    voi_lut = _voi_lut(ds)
+    has_modality_lut = bool(ds.get("ModalityLUTSequence"))
+    has_rescale = "RescaleSlope" in ds and "RescaleIntercept" in ds
+    if uses_lookup_table(arr.dtype):
+        modality_table = np.asarray(apply_modality_lut(stored_value_domain(arr.dtype), ds), dtype=np.float64)
+        if has_modality_lut:
+            pixels = modality_table.astype(np.float32)[arr.view(np.uint16 if arr.itemsize == 2 else np.uint8)]
+        elif has_rescale:
+            pixels = arr.astype(np.float32)
+            pixels *= np.float32(ds.RescaleSlope)
+            pixels += np.float32(ds.RescaleIntercept)
+        else:
+            pixels = arr.astype(np.float32)
+        pipeline = DisplayPipeline(
+            pixels=pixels, invert=photometric == "MONOCHROME1", stored=arr, modality_table=modality_table,
+            padding=padding, voi_lut=voi_lut,
+        )  # fmt: skip
+    else:
+        pixels = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+        pipeline = DisplayPipeline(
+            pixels=pixels, invert=photometric == "MONOCHROME1", padding=padding, voi_lut=voi_lut
+        )
+        if padding is not None:  # padding is defined on stored values
+            low, high = padding.bounds
+            pipeline._pad_mask = (arr >= low) & (arr <= high)
+    function = _voi_function(ds)
+    return _make_image(
+        ds, pixels, pipeline, source, frame, frames, photometric,
+        windows=_windows(ds, function), function=function, has_voi_lut=voi_lut is not None, padding=padding,
+    )  # fmt: skip
+
+
+def _colour_image(
+    ds: Dataset, arr: np.ndarray, source: ImageSource, frame: int, frames: int, photometric: str
+) -> CxrImage:
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        try:
+            arr = apply_color_lut(arr, ds)
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise LoadError(
+                f"the palette colour table is missing or damaged ({exc})", source.error_path
+            ) from exc
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise LoadError(f"unsupported colour layout (shape {arr.shape})", source.error_path)
+    rgb = arr[:, :, :3].astype(np.float32)
+    pixels = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    bits = int(ds.get("BitsStored", 8) or 8)
+    if photometric == "PALETTE COLOR":
+        bits = 16 if arr.dtype.itemsize == 2 else 8
+    top = float(2 ** min(bits, 32) - 1)
+    pipeline = DisplayPipeline(pixels=pixels)
+    image = _make_image(
+        ds, pixels, pipeline, source, frame, frames, photometric,
+        windows=(), function="LINEAR_EXACT", has_voi_lut=False, padding=None,
+        auto=Window(top / 2.0, top, "full colour range"),
+    )  # fmt: skip
+    image.metadata["converted_from_color"] = True
+    return image
+
+
+def _make_image(
+    ds: Dataset,
+    pixels: np.ndarray,
+    pipeline: DisplayPipeline,
+    source: ImageSource,
+    frame: int,
+    frames: int,
+    photometric: str,
+    *,
+    windows: tuple[Window, ...],
+    function: str,
+    has_voi_lut: bool,
+    padding: PixelPadding | None,
+    auto: Window | None = None,
+) -> CxrImage:
+    spacing, spacing_source = _spacing(ds)
+    view = str(ds.get("ViewPosition", "") or "").strip() or None
+    return CxrImage(
+        pixels=pixels,
+        source=source,
+        format="DICOM",
+        photometric_interpretation=photometric,
+        invert=pipeline.invert,
+        windows=windows,
+        voi_lut_function=function,
+        has_voi_lut_sequence=has_voi_lut,
+        pixel_padding=padding,
+        auto_window=auto if auto is not None else pipeline.auto_window(),
+        pixel_spacing=spacing,
+        pixel_spacing_source=spacing_source,
+        view_position=view,
+        patient_id=_text(ds, "PatientID") or derived_patient_id(source),
+        study_instance_uid=_text(ds, "StudyInstanceUID") or derived_uid(source, "study"),
+        series_instance_uid=_text(ds, "SeriesInstanceUID") or derived_uid(source, "series"),
+        sop_instance_uid=_text(ds, "SOPInstanceUID") or derived_uid(source, "instance"),
+        frame=frame,
+        number_of_frames=frames,
+        metadata=dicom_metadata(ds, source),
+        pipeline=pipeline,
+    )
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # noqa: BLE001 - a malformed element is treated as absent
+        return ""
+    return str(value or "").strip()
+
+
+def dicom_metadata(ds: Dataset, source: ImageSource) -> dict[str, Any]:
+    """A small dict of descriptive header values (plain str/int; absent values left out)."""
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    meta: dict[str, Any] = {
+        "format": "DICOM",
+        "file_name": source.name,
+        "transfer_syntax": ts.name,
+        "transfer_syntax_uid": str(ts),
+    }
+    texts = {
+        "modality": "Modality", "body_part": "BodyPartExamined", "manufacturer": "Manufacturer",
+        "manufacturer_model": "ManufacturerModelName", "study_date": "StudyDate", "study_time": "StudyTime",
+        "study_description": "StudyDescription", "series_description": "SeriesDescription",
+        "patient_name": "PatientName", "patient_sex": "PatientSex", "patient_age": "PatientAge",
+        "accession_number": "AccessionNumber", "laterality": "ImageLaterality", "sop_class_uid": "SOPClassUID",
+    }  # fmt: skip
+    for key, keyword in texts.items():
+        value = _text(ds, keyword)
+        if value:
+            meta[key] = value
+    numbers = {
+        "rows": "Rows", "columns": "Columns", "bits_stored": "BitsStored", "bits_allocated": "BitsAllocated",
+        "pixel_representation": "PixelRepresentation", "samples_per_pixel": "SamplesPerPixel",
+        "series_number": "SeriesNumber", "instance_number": "InstanceNumber",
+    }  # fmt: skip
+    for key, keyword in numbers.items():
+        try:
+            value = ds.get(keyword)
+            if value is not None and value != "":
+                meta[key] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return meta
+
+
+def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            value = ds.get(keyword)
+            if value is None or len(value) < 2:
+                continue
+            row, col = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0:
+            return (row, col), keyword
+    return None, None
+
+
+def _multi(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return list(value)
+    return [value]
+
+
+def _voi_function(ds: Dataset) -> str:
+    function = _text(ds, "VOILUTFunction").upper()
+    return function if function in VOI_FUNCTIONS else "LINEAR"
+
+
+def _windows(ds: Dataset, function: str) -> tuple[Window, ...]:
+    try:
+        centers = _multi(ds.get("WindowCenter"))
+        widths = _multi(ds.get("WindowWidth"))
+        explanations = _multi(ds.get("WindowCenterWidthExplanation"))
+    except (TypeError, ValueError):
+        return ()
+    windows = []
+    for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
+        try:
+            c, w = float(center), float(width)
+        except (TypeError, ValueError):
+            continue
+        if is_valid_window(c, w, function):
+            text = str(explanations[i]) if i < len(explanations) else ""
+            windows.append(Window(c, w, text))
+    return tuple(windows)
+
+
+def _padding(ds: Dataset) -> PixelPadding | None:
+    try:
+        value = ds.get("PixelPaddingValue")
+        if value is None or value == "":
+            return None
+        limit = ds.get("PixelPaddingRangeLimit")
+        return PixelPadding(
+            float(_multi(value)[0]), float(_multi(limit)[0]) if limit not in (None, "") else None
+        )
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def voi_lut_output_max(lut: np.ndarray, nominal_bits: int) -> float:
+    """The value that maps to white for a VOI LUT: ``2**bits - 1``, where ``bits`` is the LUT Descriptor's
+    nominal depth, or the bit length of the largest entry when that is smaller (a common descriptor error)."""
+    actual_bits = max(int(lut.max()).bit_length(), 1) if lut.size else nominal_bits
+    return float(2 ** min(nominal_bits, actual_bits) - 1)
+
+
+def _voi_lut(ds: Dataset) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The first VOI LUT as a function of modality values → [0, 1] (pydicom's table semantics), or None."""
+    sequence = ds.get("VOILUTSequence")
+    if not sequence:
+        return None
+    try:
+        descriptor = [int(v) for v in sequence[0].LUTDescriptor]
+        entries, first = descriptor[0] or 65536, descriptor[1]
+        # pydicom parses the LUT data (US/OW, endianness); feeding it every index reads the table out.
+        lut = np.asarray(apply_voi(np.arange(first, first + entries, dtype=np.int64), ds), dtype=np.float64)
+        if lut.size != entries:
+            return None
+        top = voi_lut_output_max(lut, descriptor[2])
+    except Exception:  # noqa: BLE001 - an unreadable VOI LUT is ignored; windows or auto-window apply
+        return None
+    if top <= 0:
+        return None
+
+    def apply(values: np.ndarray) -> np.ndarray:
+        index = np.floor(values.astype(np.float64) - first)
+        np.nan_to_num(index, copy=False, nan=0.0)
+        np.clip(index, 0, entries - 1, out=index)
+        return lut[index.astype(np.intp)] / top
+
+    return apply
