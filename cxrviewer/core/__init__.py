@@ -11,6 +11,22 @@ from cxrviewer.core.image import CxrImage, PixelPadding
 from cxrviewer.core.limits import MAX_PIXELS
 from cxrviewer.core.loader import load_image
 from cxrviewer.core.source import ImageSource
+from cxrviewer.core.studies import ImageRef, Patient, Series, SkippedFile, Study, StudyTree, load_studies
 from cxrviewer.core.windowing import Window
 
-__all__ = ["MAX_PIXELS", "CxrImage", "ImageSource", "LoadError", "PixelPadding", "Window", "load_image"]
+__all__ = [
+    "MAX_PIXELS",
+    "CxrImage",
+    "ImageRef",
+    "ImageSource",
+    "LoadError",
+    "Patient",
+    "PixelPadding",
+    "Series",
+    "SkippedFile",
+    "Study",
+    "StudyTree",
+    "Window",
+    "load_image",
+    "load_studies",
+]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -40,14 +40,22 @@ _DECODER_HINTS = {
 }
 
 
-def read_dataset(source: ImageSource, *, force: bool, stop_before_pixels: bool = False) -> Dataset:
+def read_dataset(
+    source: ImageSource,
+    *,
+    force: bool,
+    stop_before_pixels: bool = False,
+    defer_size: int | None = None,
+    stream: BinaryIO | None = None,
+) -> Dataset:
     """Read a data set (read-only); ``force`` for files without the 128-byte preamble.
 
-    A missing Transfer Syntax UID is filled in from the encoding pydicom detected, so that pixel data of
-    files without file meta information can be decoded.
+    ``stream`` is the already-read content (e.g. a ZIP member); ``defer_size`` leaves larger values
+    (pixel data) unread. A missing Transfer Syntax UID is filled in from the encoding pydicom detected, so
+    that pixel data of files without file meta information can be decoded.
     """
-    with source.open_binary() as fh:
-        ds = pydicom.dcmread(fh, force=force, stop_before_pixels=stop_before_pixels)
+    with stream if stream is not None else source.open_binary() as fh:
+        ds = pydicom.dcmread(fh, force=force, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     ensure_transfer_syntax(ds)
     return ds
 

@@ -73,6 +73,10 @@ def base_dataset(
     ds.StudyInstanceUID = study_uid or generate_uid()
     ds.SeriesInstanceUID = series_uid or generate_uid()
     ds.StudyDate = "20240101"
+    ds.StudyTime = "093000"
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
     ds.Modality = modality
     ds.BodyPartExamined = "CHEST"
     ds.Manufacturer = "cxrviewer tests"
@@ -117,17 +121,22 @@ def write_dicom(
     ``voi_lut`` is (first mapped value, bits per entry, LUT data); ``padding`` is (value, range limit or
     None); ``transfer_syntax`` may be any uncompressed syntax, deflated, RLE or JPEG 2000 (encoded by
     pydicom's encoders). ``preamble=False`` writes the bare data set (no preamble, no file meta).
+    ``header`` holds :func:`base_dataset` arguments (lower case) and DICOM keywords (e.g. ``InstanceNumber``).
     """
     arr = np.ascontiguousarray(pixels)
     colour = arr.ndim == 3 and arr.shape[-1] == 3
     frames = 1 if arr.ndim == 2 or colour else arr.shape[0]
     rows, cols = arr.shape[-3:-1] if colour else arr.shape[-2:]
     bits_allocated = arr.dtype.itemsize * 8
+    keywords = {k: v for k, v in header.items() if k[:1].isupper()}  # DICOM keywords set as given
+    header = {k: v for k, v in header.items() if k not in keywords}
     ds = base_dataset(
         rows, cols, bits_allocated=bits_allocated, bits_stored=bits_stored or bits_allocated,
         signed=arr.dtype.kind == "i", photometric="RGB" if colour else photometric,
         samples=3 if colour else 1, frames=frames, **header,  # type: ignore[arg-type]
     )  # fmt: skip
+    for keyword, value in keywords.items():
+        setattr(ds, keyword, value)
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = list(window[0]), list(window[1])
         if window_explanations:
