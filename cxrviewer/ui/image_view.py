@@ -16,11 +16,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QWidget
 
+from cxrviewer.ui.color_bar import ColorBar
 from cxrviewer.ui.image_stats import LoadedImage
 from cxrviewer.ui.measure_items import MeasurementLayer, MeasurementRecord
-from cxrviewer.ui.overlays import HEATMAP_COLORMAP, HeatmapOverlay, MaskOverlay
+from cxrviewer.ui.overlays import HeatmapOverlay, MaskOverlay
 from cxrviewer.ui.view_box import ViewerViewBox
 
 if TYPE_CHECKING:
@@ -66,20 +67,14 @@ class ImageView(QWidget):
         self.heatmap = HeatmapOverlay(self.image_item)
         self.mask = MaskOverlay(self.image_item)
         self.measurements = MeasurementLayer(self.image_item)
-        self.colorbar = pg.ColorBarItem(
-            values=(0.0, 1.0),
-            colorMap=pg.colormap.get(HEATMAP_COLORMAP),
-            label="attribution",
-            interactive=False,
-            width=14,
-            colorMapMenu=False,
-        )
-        self.graphics.addItem(self.colorbar, row=0, col=1)
+        self.colorbar = ColorBar(self.heatmap.lut)
         self.colorbar.setVisible(False)
 
-        layout = QVBoxLayout(self)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.graphics)
+        layout.setSpacing(0)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.colorbar)
 
         self.view_box.window_dragged.connect(self._on_window_drag)
         self.view_box.tool_stroke.connect(self._on_tool_stroke)

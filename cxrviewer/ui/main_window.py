@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from cxrviewer import INTENDED_USE, __version__
 from cxrviewer.resources import resources_dir
 from cxrviewer.ui.ai_panel import RESEARCH_NOTICE, AiPanel
+from cxrviewer.ui.background_import import BackgroundImport
 from cxrviewer.ui.image_stats import PRESET_ORDER, LoadedImage, prepare_image
 from cxrviewer.ui.metadata_panel import MetadataPanel
 from cxrviewer.ui.overlay_controls import OverlayControls
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
             analyzer_factory = pipeline_factory(self.settings)
         self._painted = False
         self._show_first_of_tree = False
+        self._pending_images: list[tuple[object, LoadedImage]] = []
         self.current: LoadedImage | None = None
         self.current_result: AnalysisResult | None = None
         self.model_unavailable: str | None = None
@@ -104,7 +106,8 @@ class MainWindow(QMainWindow):
 
         self.loader = LoadClient(self)
         self.analysis = AnalysisClient(analyzer_factory, self)
-        self._views: tuple[ImageView, ImageView] | None = None
+        self._view: ImageView | None = None
+        self._compare: ImageView | None = None
         self._build_central()
         self._build_docks()
         self._build_actions()
@@ -130,36 +133,41 @@ class MainWindow(QMainWindow):
         self.compare_panel.setVisible(False)
         self.setCentralWidget(self.splitter)
 
-    def ensure_views(self) -> tuple[ImageView, ImageView]:
-        """Create the image view and the comparison view (imports pyqtgraph) if not done yet."""
-        if self._views is not None:
-            return self._views
+    def ensure_views(self) -> ImageView:
+        """Create the main image view (imports pyqtgraph) if not done yet."""
+        if self._view is not None:
+            return self._view
         from cxrviewer.ui.image_view import ImageView
-        from cxrviewer.ui.view_sync import ViewSync
 
-        view, compare = ImageView(), ImageView()
-        self._views = (view, compare)
+        view = self._view = ImageView()
         self.splitter.replaceWidget(0, view)
         self.placeholder.deleteLater()
-        self.compare_panel.layout().addWidget(compare, 1)
-        self.sync = ViewSync(view, compare)
         view.cursor_info.connect(self.readout.setText)
         view.window_changed.connect(self._show_window)
         view.view_changed.connect(self._show_zoom)
         view.measurement_done.connect(lambda rec: self.statusBar().showMessage(rec.text, 8000))
-        compare.cursor_info.connect(self.readout.setText)
-        self._apply_overlay_settings()
-        return self._views
+        self._apply_overlay_settings(view)
+        return view
 
     @property
     def view(self) -> ImageView:
         """The main image view."""
-        return self.ensure_views()[0]
+        return self.ensure_views()
 
     @property
     def compare_view(self) -> ImageView:
-        """The second view (similar case or prior), shown beside the main one."""
-        return self.ensure_views()[1]
+        """The second view (similar case or prior) beside the main one, made on first use."""
+        if self._compare is None:
+            from cxrviewer.ui.image_view import ImageView
+            from cxrviewer.ui.view_sync import ViewSync
+
+            compare = self._compare = ImageView()
+            self.compare_panel.layout().addWidget(compare, 1)
+            self.sync = ViewSync(self.view, compare)
+            compare.cursor_info.connect(self.readout.setText)
+            compare.set_tool(self.view.view_box.tool)
+            self._apply_overlay_settings(compare)
+        return self._compare
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, name: str) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -414,14 +422,13 @@ class MainWindow(QMainWindow):
         oc.mask_toggled.connect(self._set_mask_visible)
         oc.mask_style_changed.connect(self._set_mask_style)
 
-    def _apply_overlay_settings(self) -> None:
+    def _apply_overlay_settings(self, view: ImageView) -> None:
         s = self.settings
-        for v in (self.view, self.compare_view):
-            v.heatmap.set_opacity(s.heatmap_opacity)
-            v.heatmap.set_lungs_only(s.heatmap_lungs_only)
-            v.set_heatmap_visible(s.heatmap_visible)
-            v.mask.set_visible(s.mask_visible)
-            v.mask.set_style(s.mask_style)
+        view.heatmap.set_opacity(s.heatmap_opacity)
+        view.heatmap.set_lungs_only(s.heatmap_lungs_only)
+        view.set_heatmap_visible(s.heatmap_visible)
+        view.mask.set_visible(s.mask_visible)
+        view.mask.set_style(s.mask_style)
 
     # ------------------------------------------------------------------------------------------- paint
     def paintEvent(self, event) -> None:  # noqa: N802
@@ -431,10 +438,26 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._after_first_paint)
 
     def _after_first_paint(self) -> None:
-        """Announce the first paint, then build the image views: pyqtgraph is imported only now, so the
-        window (menus, docks, an empty dark image area) appears before that import."""
+        """Announce the first paint, then import the image views' modules (pyqtgraph, numpy) in a background
+        thread, so the window is drawn and stays responsive meanwhile; the views are built when that is
+        done (or at once, should something need them earlier)."""
         self.first_painted.emit()
+        if self.settings.analyse_on_open:  # the model loads while the user is still choosing an image
+            self.analysis.warm_up()
+        self._view_import = BackgroundImport(("cxrviewer.ui.image_view", "cxrviewer.ui.view_sync"), self)
+        self._view_import.done.connect(self._on_views_importable)
+        self._view_import.failed.connect(lambda _msg: self._on_views_importable())
+        self._view_import.start()
+
+    def _on_views_importable(self) -> None:
         self.ensure_views()
+        pending, self._pending_images = self._pending_images, []
+        for tag, loaded in pending:
+            self._on_image_loaded(tag, loaded)
+
+    def _views_importing(self) -> bool:
+        imp = getattr(self, "_view_import", None)
+        return self._view is None and imp is not None and not imp.finished
 
     # ---------------------------------------------------------------------------------------- opening
     def open_paths(self, paths: Sequence[str | Path]) -> None:
@@ -507,6 +530,9 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------------------------- load answers
     def _on_image_loaded(self, tag: object, loaded: LoadedImage) -> None:
+        if self._views_importing():  # shown as soon as the views exist, without blocking on the import
+            self._pending_images.append((tag, loaded))
+            return
         if isinstance(tag, tuple) and tag and tag[0] == "compare":
             self._show_compare(loaded, f"Comparison: {loaded.title}")
             return
@@ -724,7 +750,8 @@ class MainWindow(QMainWindow):
 
     def set_tool(self, tool: str) -> None:
         self.view.set_tool(tool)
-        self.compare_view.set_tool(tool)
+        if self._compare is not None:
+            self._compare.set_tool(tool)
         self.statusBar().showMessage(self.actions_by_name[f"tool_{tool}"].statusTip(), 5000)
 
     def toggle_full_screen(self, checked: bool) -> None:
@@ -802,7 +829,8 @@ class MainWindow(QMainWindow):
 
     def close_compare(self) -> None:
         self.compare_panel.setVisible(False)
-        self.compare_view.set_image(None)
+        if self._compare is not None:
+            self._compare.set_image(None)
 
     # ---------------------------------------------------------------------------------- case library
     def _on_analyzer_ready(self, tasks: object) -> None:

@@ -102,7 +102,8 @@ class HeatmapOverlay:
         self.item = pg.ImageItem(axisOrder="row-major")
         self.item.setParentItem(parent)
         self.item.setZValue(10)
-        self.item.setLookupTable(heatmap_lut())
+        self.lut = heatmap_lut()
+        self.item.setLookupTable(self.lut)
         self.heatmap: np.ndarray | None = None
         self.mask: np.ndarray | None = None
         self.lungs_only = False

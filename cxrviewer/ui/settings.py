@@ -101,6 +101,5 @@ def add_recent_path(path: str, store: QSettings | None = None) -> list[str]:
     store = store or qsettings()
     paths = [path] + [p for p in recent_paths(store) if p != path]
     paths = paths[:MAX_RECENT]
-    store.setValue("recent/paths", paths)
-    store.sync()
+    store.setValue("recent/paths", paths)  # written to disk by Qt later, not on this (GUI) thread's time
     return paths

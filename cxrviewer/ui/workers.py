@@ -263,6 +263,12 @@ class AnalysisWorker(QObject):
             self.ready.emit(list(offered))
         return self._analyze
 
+    @Slot()
+    def warm_up(self) -> None:
+        """Build the analyzer now (imports, model load, warm-up) so the first analysis does not wait."""
+        if self._ensure_analyzer() is None:
+            self.unavailable.emit(0, self._unavailable or "no model")
+
     @Slot(int, str, object)
     def run_task(self, generation: int, name: str, args: object) -> None:
         """Run an optional task of the analyzer (see :data:`OPTIONAL_TASKS`) with ``args`` (a tuple)."""
@@ -338,6 +344,7 @@ class AnalysisClient(_RequestClient):
 
     _post = Signal(int, object)
     _post_task = Signal(int, str, object)
+    _post_warm_up = Signal()
 
     def __init__(self, factory: AnalyzerFactory, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -345,6 +352,7 @@ class AnalysisClient(_RequestClient):
         self._worker = AnalysisWorker(factory, self._is_cancelled)
         self._post.connect(self._worker.analyze)
         self._post_task.connect(self._worker.run_task)
+        self._post_warm_up.connect(self._worker.warm_up)
         self._worker.ready.connect(self.ready)
         self._worker.task_done.connect(self._on_task_done)  # bound slots: run in the GUI thread
         self._worker.task_progress.connect(self._on_task_progress)
@@ -377,6 +385,11 @@ class AnalysisClient(_RequestClient):
         self._set_in_flight(+1)
         self._post_task.emit(ticket.generation, name, args)
         return ticket.generation
+
+    def warm_up(self) -> None:
+        """Load the analyzer in the background before the first request (``ready`` or ``unavailable``
+        follows)."""
+        self._post_warm_up.emit()
 
     def cancel(self, channel: str | None = None) -> None:
         """Cancel the requests of ``channel`` (every analysis when None; a library task is never cancelled

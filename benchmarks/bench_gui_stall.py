@@ -1,0 +1,174 @@
+"""GUI-thread stalls while the viewer analyses images, against doing the same work on the GUI thread.
+
+Each variant runs in a fresh Python process (so torch is imported cold, as at a real first analysis). A 10 ms
+heartbeat ``QTimer`` on the GUI thread records the gap between ticks from the moment the window is shown
+until ``--images`` shared-data radiographs have been opened and analysed one after the other; the longest
+gap is the worst freeze a user would feel. It is reported per phase: start-up (show → first image on
+screen: building the views), first analysis (cold: torch import, model load, warm-up) and later analyses.
+Variants:
+
+- ``viewer (worker thread)``: the real window; loading in the I/O thread, torch import, model load and
+  inference in the analysis thread;
+- ``baseline (GUI thread)``: the same analyzer called directly on the GUI thread between heartbeats (what a
+  viewer without worker threads does).
+
+The model is ``--model`` or, by default, the tiny test classifier written to a temporary folder. Goal: the
+viewer's longest gap < 100 ms.
+
+    .venv/bin/python benchmarks/bench_gui_stall.py [--images 5] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from PySide6.QtCore import QElapsedTimer, QTimer
+from cxrviewer.ui.app import create_application
+from cxrviewer.ui.analysis_backend import pipeline_factory
+from cxrviewer.ui.main_window import MainWindow
+from cxrviewer.ui.settings import ViewerSettings
+
+mode, model, images = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+app = create_application()
+settings = ViewerSettings(model_dir=model, device="cpu", analyse_on_open=(mode == "viewer"))
+factory = pipeline_factory(settings, library_paths=[], user_library=None)
+w = MainWindow(analyzer_factory=factory, settings=settings)
+clock, ticks = QElapsedTimer(), [0]
+timer = QTimer()
+timer.timeout.connect(lambda: ticks.append(clock.elapsed()))
+results, marks = [], {}
+
+def finish():
+    timer.stop()
+    print("RESULT " + json.dumps({"ticks": ticks, "marks": marks, "results": results}), flush=True)
+    w.close()
+    app.quit()
+
+if mode == "viewer":
+    def next_image(result=None):
+        if result is not None:
+            results.append(result.status)
+            marks.setdefault("first_result", clock.elapsed())
+        if len(results) == len(images):
+            QTimer.singleShot(0, finish)
+        else:
+            w.open_paths([images[len(results)]])
+    w.analysis_shown.connect(next_image)
+    w.image_shown.connect(lambda *_: marks.setdefault("first_image", clock.elapsed()))
+    w.first_painted.connect(lambda: next_image())
+else:  # baseline: the same analyzer, called on the GUI thread, one image per event-loop turn
+    from cxrviewer.core import load_image
+    state = {}
+    def step():
+        if "analyze" not in state:
+            marks["first_image"] = clock.elapsed()
+            state["analyze"] = factory()  # torch import and model load, on the GUI thread
+        elif len(results) < len(images):
+            results.append(state["analyze"](load_image(images[len(results)])).status)
+            marks.setdefault("first_result", clock.elapsed())
+        if len(results) == len(images):
+            finish()
+        else:
+            QTimer.singleShot(0, step)
+    w.first_painted.connect(lambda: QTimer.singleShot(0, step))
+
+w.resize(1280, 800)
+w.show()
+clock.start()
+timer.start(10)
+sys.exit(app.exec())
+"""
+
+
+def run(mode: str, model: Path, images: list[str], env: dict[str, str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(model), json.dumps(images)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{mode}: no result (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr[-3000:]}")
+
+
+PHASES = (
+    ("start-up", None, "first_image"),
+    ("first analysis", "first_image", "first_result"),
+    ("later analyses", "first_result", None),
+)
+
+
+def phase_gaps(ticks: list[float], marks: dict[str, float]) -> dict[str, float]:
+    """The longest heartbeat gap in each phase (a gap belongs to the phase in which it starts)."""
+    out = {}
+    for name, lo, hi in PHASES:
+        a = marks.get(lo, 0.0) if lo else 0.0
+        b = marks.get(hi, float("inf")) if hi else float("inf")
+        gaps = [t1 - t0 for t0, t1 in zip(ticks[:-1], ticks[1:], strict=True) if a <= t0 < b]
+        out[name] = max(gaps) if gaps else float("nan")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=5)
+    p.add_argument(
+        "--model", type=Path, default=None, help="classifier model folder (default: tiny test model)"
+    )
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
+    args = p.parse_args()
+    images = [str(x) for x in sorted((args.data / "images").glob("*/*.jpg"))[: args.images]]
+    if len(images) < args.images:
+        print(f"need {args.images} JPEGs under {args.data / 'images'}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env.setdefault(
+        "QT_QPA_PLATFORM", "offscreen" if not env.get("DISPLAY") else env.get("QT_QPA_PLATFORM", "")
+    )
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            sys.path.insert(0, str(REPO))
+            from tests.helpers.tiny_model import make_tiny_classifier_dir
+
+            model = make_tiny_classifier_dir(Path(tmp) / "tiny")
+        print(
+            f"model: {model}  images: {len(images)}  Qt platform: {env.get('QT_QPA_PLATFORM') or 'default'}"
+        )
+        rows = []
+        for name, mode in (("viewer (worker thread)", "viewer"), ("baseline (GUI thread)", "baseline")):
+            out = run(mode, model, images, env)
+            bad = [s for s in out["results"] if s != "ok"]
+            rows.append((name, phase_gaps(out["ticks"], out["marks"]), bad))
+    heads = [name for name, _, _ in PHASES]
+    print("\nlongest gap between 10 ms heartbeats on the GUI thread, ms")
+    print(f"{'variant':26s}" + "".join(f"{h:>16s}" for h in heads))
+    for name, gaps, bad in rows:
+        extra = f"  (non-ok results: {bad})" if bad else ""
+        print(f"{name:26s}" + "".join(f"{gaps[h]:16.0f}" for h in heads) + extra)
+    steady = rows[0][1]["later analyses"]
+    print(
+        f"\nlater analyses: viewer {steady:.0f} ms vs {rows[1][1]['later analyses']:.0f} ms on the GUI thread; "
+        f"goal < 100 ms: {'met' if steady < 100 else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
