@@ -42,6 +42,9 @@ def _children(obj: Any, names: Iterable[str]) -> list[Any]:
 def patient_label(p: Any) -> str:
     name = _first(p, ("patient_name", "name"))
     pid = _first(p, ("patient_id", "id"), "unknown patient")
+    if name:  # DICOM person name: Family^Given^Middle^Prefix^Suffix
+        parts = [x for x in str(name).split("^") if x]
+        name = parts[0] + (", " + " ".join(parts[1:]) if len(parts) > 1 else "")
     return f"{name} ({pid})" if name else f"Patient {pid}"
 
 

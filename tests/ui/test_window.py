@@ -266,3 +266,53 @@ def test_opened_files_are_listed_in_the_study_browser(qtbot, make_window, png_fi
     with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT) as blocker:
         w.browser.itemClicked.emit(w.browser.findItems("chest.dcm", Qt.MatchFlag.MatchRecursive)[0], 0)
     assert blocker.args[0].title == "chest.dcm" and w.browser.image_count() == 3
+
+
+def test_open_folder_and_zip_build_tree_and_worklist(qtbot, make_window, png_files, dicom_file, tmp_path):
+    import shutil
+    import zipfile
+
+    folder = png_files[0].parent
+    shutil.copy(dicom_file, folder / "chest.dcm")
+    (folder / "notes.txt").write_text("not an image", encoding="utf-8")
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in png_files[:2]:
+            zf.write(p, f"inner/{p.name}")
+
+    def files():
+        return sorted(str(p) for p in tmp_path.rglob("*") if p.name != "settings.ini")
+
+    before = files()
+    w = make_window(ScriptedAnalyzer().factory)
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder)), QUrl.fromLocalFile(str(archive))])
+    drop = QDropEvent(
+        QPointF(w.rect().center()),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT):
+        w.dropEvent(drop)
+    qtbot.waitUntil(lambda: w.browser.topLevelItemCount() == 2, timeout=TIMEOUT)  # both trees listed
+    assert w.browser.image_count() == 6  # 3 PNG + 1 DICOM in the folder, 2 PNG in the ZIP
+    skipped = w.browser.findItems("notes.txt", Qt.MatchFlag.MatchContains | Qt.MatchFlag.MatchRecursive)
+    assert skipped and w.browser.findItems("Skipped (1)", Qt.MatchFlag.MatchRecursive)
+    assert w.browser.findItems("Test, Patient (TEST-1)", Qt.MatchFlag.MatchRecursive)
+    assert len(w.worklist.worklist) == 6
+    # a ZIP member opens from the tree (read in memory, never extracted)
+    member = w.browser.findItems("cxr_1.png", Qt.MatchFlag.MatchContains | Qt.MatchFlag.MatchRecursive)
+    zip_rows = [
+        m for m in member if m.data(0, Qt.ItemDataRole.UserRole) is not None and "study.zip" in m.text(0)
+    ]
+    assert zip_rows
+    with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT) as blocker:
+        w.browser.itemClicked.emit(zip_rows[0], 0)
+    assert (
+        blocker.args[0].image.source.member == "inner/cxr_1.png"
+        and w.current.title == "study.zip:inner/cxr_1.png"
+    )
+    assert files() == before  # nothing extracted or written next to the user's files
