@@ -201,17 +201,19 @@ def _grey_image(
     has_rescale = "RescaleSlope" in ds and "RescaleIntercept" in ds
     if uses_lookup_table(arr.dtype):
         modality_table = np.asarray(apply_modality_lut(stored_value_domain(arr.dtype), ds), dtype=np.float64)
+        rescale = None if has_modality_lut else (1.0, 0.0)
         if has_modality_lut:
             pixels = modality_table.astype(np.float32)[arr.view(np.uint16 if arr.itemsize == 2 else np.uint8)]
         elif has_rescale:
             pixels = arr.astype(np.float32)
-            pixels *= np.float32(ds.RescaleSlope)
-            pixels += np.float32(ds.RescaleIntercept)
+            rescale = (float(ds.RescaleSlope), float(ds.RescaleIntercept))
+            pixels *= np.float32(rescale[0])
+            pixels += np.float32(rescale[1])
         else:
             pixels = arr.astype(np.float32)
         pipeline = DisplayPipeline(
             pixels=pixels, invert=photometric == "MONOCHROME1", stored=arr, modality_table=modality_table,
-            padding=padding, voi_lut=voi_lut,
+            padding=padding, voi_lut=voi_lut, rescale=rescale,
         )  # fmt: skip
     else:
         pixels = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
@@ -246,11 +248,10 @@ def _colour_image(
     if photometric == "PALETTE COLOR":
         bits = 16 if arr.dtype.itemsize == 2 else 8
     top = float(2 ** min(bits, 32) - 1)
-    pipeline = DisplayPipeline(pixels=pixels)
+    pipeline = DisplayPipeline(pixels=pixels, fixed_auto_window=Window(top / 2.0, top, "full colour range"))
     image = _make_image(
         ds, pixels, pipeline, source, frame, frames, photometric,
         windows=(), function="LINEAR_EXACT", has_voi_lut=False, padding=None,
-        auto=Window(top / 2.0, top, "full colour range"),
     )  # fmt: skip
     image.metadata["converted_from_color"] = True
     return image
@@ -269,7 +270,6 @@ def _make_image(
     function: str,
     has_voi_lut: bool,
     padding: PixelPadding | None,
-    auto: Window | None = None,
 ) -> CxrImage:
     spacing, spacing_source = _spacing(ds)
     view = str(ds.get("ViewPosition", "") or "").strip() or None
@@ -283,7 +283,6 @@ def _make_image(
         voi_lut_function=function,
         has_voi_lut_sequence=has_voi_lut,
         pixel_padding=padding,
-        auto_window=auto if auto is not None else pipeline.auto_window(),
         pixel_spacing=spacing,
         pixel_spacing_source=spacing_source,
         view_position=view,

@@ -11,10 +11,12 @@ Other data (32-bit integers, float pixel data, colour converted to grey) are win
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from cxrviewer.core.source import ImageSource
@@ -68,6 +70,9 @@ class DisplayPipeline:
         modality_table: float64 modality value of every stored bit pattern (table path only).
         padding: the padding range in stored units, or None.
         voi_lut: maps modality values to [0, 1] through the file's VOI LUT sequence, or None.
+        rescale: (slope, intercept) when the modality transform is linear (identity: (1, 0)), enabling the
+            OpenCV fast path for LINEAR / LINEAR_EXACT windows; None for a Modality LUT sequence.
+        fixed_auto_window: the automatic window when it is not to be computed from the histogram.
     """
 
     pixels: np.ndarray
@@ -76,6 +81,8 @@ class DisplayPipeline:
     modality_table: np.ndarray | None = None
     padding: PixelPadding | None = None
     voi_lut: Callable[[np.ndarray], np.ndarray] | None = None
+    rescale: tuple[float, float] | None = None
+    fixed_auto_window: Window | None = None
     _index: np.ndarray | None = field(default=None, init=False, repr=False)
     _pad_table: np.ndarray | None = field(default=None, init=False, repr=False)
     _pad_mask: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -105,7 +112,13 @@ class DisplayPipeline:
         return self._pad_mask
 
     def auto_window(self) -> Window:
-        """Window from the 0.5–99.5 percentiles of the non-padding pixels (full range if all padding)."""
+        """Window from the 0.5–99.5 percentiles of the non-padding pixels (full range if all padding);
+        computed on first use, then cached."""
+        if self.fixed_auto_window is None:
+            self.fixed_auto_window = self._histogram_window()
+        return self.fixed_auto_window
+
+    def _histogram_window(self) -> Window:
         big = self.pixels.size > _HISTOGRAM_SUBSAMPLE_ABOVE
         if self._index is not None and self.modality_table is not None:
             index = self._index[::2, ::2] if big else self._index
@@ -129,6 +142,8 @@ class DisplayPipeline:
         """Display image: uint8 (0–255) or float32 in [0, 1]. ``window=None`` uses the VOI LUT sequence."""
         if window is None and self.voi_lut is None:
             raise ValueError("no window given and the image has no VOI LUT sequence")
+        if not as_float and window is not None and self._fast_path_ok(window, function):
+            return self._render_affine(window, function)
         if self._index is not None and self.modality_table is not None:
             table = self._normalise(self.modality_table.copy(), window, function, self._pad_table)
             if as_float:
@@ -140,6 +155,41 @@ class DisplayPipeline:
         out *= np.float32(255.0)
         np.rint(out, out=out)
         return out.astype(np.uint8)
+
+    def _fast_path_ok(self, window: Window, function: str) -> bool:
+        return (
+            self.stored is not None
+            and self.rescale is not None
+            and self.rescale[0] > 0
+            and function in ("LINEAR", "LINEAR_EXACT")
+            and (function == "LINEAR_EXACT" or window.width > 1.0)
+        )
+
+    def _render_affine(self, window: Window, function: str) -> np.ndarray:
+        """8-bit display of a linear window over a linear modality transform with OpenCV (multi-threaded,
+        saturating): 255 · clip(((slope·x + intercept) − offset) · k + 0.5, 0, 1) = saturate(α·x + β)."""
+        assert self.stored is not None and self.rescale is not None
+        slope, intercept = self.rescale
+        if function == "LINEAR":
+            offset, k = window.center - 0.5, 1.0 / (window.width - 1.0)
+        else:
+            offset, k = window.center, 1.0 / window.width
+        alpha = 255.0 * slope * k
+        beta = 255.0 * ((intercept - offset) * k + 0.5)
+        info = np.iinfo(self.stored.dtype)
+        lowest = min(max(math.ceil(-beta / alpha), info.min), info.max)  # below it α·x + β < 0
+        if lowest > info.min:  # convertScaleAbs takes |α·x + β|: clamp, then black out what was below
+            out = cv2.convertScaleAbs(cv2.max(self.stored, lowest), alpha=alpha, beta=beta)
+            cv2.subtract(out, cv2.compare(self.stored, lowest, cv2.CMP_LT), dst=out)
+        else:
+            out = cv2.convertScaleAbs(self.stored, alpha=alpha, beta=beta)
+        if self.invert:
+            cv2.bitwise_not(out, dst=out)
+        if self.padding is not None:
+            mask = self.padding_mask()
+            assert mask is not None
+            out[mask] = 0
+        return out
 
     def _normalise(
         self, values: np.ndarray, window: Window | None, function: str, pad: np.ndarray | None
@@ -172,7 +222,6 @@ class CxrImage:
         voi_lut_function: ``"LINEAR"``, ``"LINEAR_EXACT"`` or ``"SIGMOID"``; used for every window.
         has_voi_lut_sequence: the file carries a VOI LUT sequence (used by default, as pydicom does).
         pixel_padding: padding values (shown black, left out of automatic windowing), or None.
-        auto_window: the window computed from the histogram (used when the file has no VOI).
         pixel_spacing: (row, column) spacing in mm, or None.
         pixel_spacing_source: ``"PixelSpacing"`` or ``"ImagerPixelSpacing"`` (detector plane, not corrected
             for magnification), or None.
@@ -193,7 +242,6 @@ class CxrImage:
     voi_lut_function: str
     has_voi_lut_sequence: bool
     pixel_padding: PixelPadding | None
-    auto_window: Window
     pixel_spacing: tuple[float, float] | None
     pixel_spacing_source: str | None
     view_position: str | None
@@ -210,6 +258,12 @@ class CxrImage:
     def shape(self) -> tuple[int, int]:
         """(rows, columns)."""
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    @property
+    def auto_window(self) -> Window:
+        """The window from the histogram (0.5–99.5 percentiles, padding excluded); used when the file has
+        no VOI. Raster images: 0–255 for 8 bits, minimum–maximum for 16 bits. Computed on first use."""
+        return self.pipeline.auto_window()
 
     @property
     def default_window(self) -> Window:

@@ -49,7 +49,8 @@ def read_raster(source: ImageSource, data: bytes, fmt: str) -> CxrImage:
         finite = pixels[np.isfinite(pixels)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         auto = Window.from_range(low, high, "image minimum to maximum")
-    pipeline = DisplayPipeline(pixels=pixels, stored=arr if uses_lookup_table(arr.dtype) else None)
+    stored = arr if uses_lookup_table(arr.dtype) else None
+    pipeline = DisplayPipeline(pixels=pixels, stored=stored, rescale=(1.0, 0.0), fixed_auto_window=auto)
     return CxrImage(
         pixels=pixels,
         source=source,
@@ -60,7 +61,6 @@ def read_raster(source: ImageSource, data: bytes, fmt: str) -> CxrImage:
         voi_lut_function="LINEAR_EXACT",
         has_voi_lut_sequence=False,
         pixel_padding=None,
-        auto_window=auto,
         pixel_spacing=None,
         pixel_spacing_source=None,
         view_position=None,
