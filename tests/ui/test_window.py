@@ -316,3 +316,44 @@ def test_open_folder_and_zip_build_tree_and_worklist(qtbot, make_window, png_fil
         and w.current.title == "study.zip:inner/cxr_1.png"
     )
     assert files() == before  # nothing extracted or written next to the user's files
+
+
+def test_keyboard_shortcuts_drive_the_view(qtbot, make_window, png_files):
+    w = make_window(ScriptedAnalyzer().factory)
+    loaded = _open(qtbot, w, png_files[0])
+    w.activateWindow()
+    qtbot.waitActive(w)
+    target = w.view.graphics
+    target.setFocus()
+    normal = w.view.displayed_image().copy()
+    qtbot.keyClick(target, Qt.Key.Key_I)
+    qtbot.waitUntil(lambda: np.array_equal(w.view.displayed_image(), 255 - normal), timeout=TIMEOUT)
+    qtbot.keyClick(target, Qt.Key.Key_F4)  # lung preset
+    assert w.view.window == loaded.presets["lung"]
+    qtbot.keyClick(target, Qt.Key.Key_M)
+    assert w.view.view_box.tool == "distance" and w.actions_by_name["tool_distance"].isChecked()
+    qtbot.keyClick(target, Qt.Key.Key_R)
+    assert w.view.rotation == 90
+    qtbot.keyClick(target, Qt.Key.Key_O)  # heatmap overlay off
+    assert not w.overlay_controls.heatmap.isChecked()
+
+
+def test_preferences_dialog_round_trip(qtbot, settings_store):
+    from cxrviewer.ui.preferences_dialog import PreferencesDialog
+    from cxrviewer.ui.settings import ViewerSettings
+
+    dlg = PreferencesDialog(ViewerSettings())
+    qtbot.addWidget(dlg)
+    dlg.device.setCurrentText("cpu")
+    dlg.operating_point.setCurrentText("high-sensitivity")
+    dlg.opacity.setValue(70)
+    dlg.mask_style.setCurrentText("fill")
+    dlg.analyse_on_open.setChecked(False)
+    s = dlg.settings()
+    assert (s.device, s.operating_point, s.heatmap_opacity, s.mask_style, s.analyse_on_open) == (
+        "cpu",
+        "high-sensitivity",
+        0.7,
+        "fill",
+        False,
+    )
