@@ -30,6 +30,8 @@ from cxrviewer.core.source import ImageSource
 from cxrviewer.core.windowing import VOI_FUNCTIONS, Window, is_valid_window
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Exceptions never turned into LoadError (everything else is, including decoder panics).
+NOT_CAUGHT = (KeyboardInterrupt, SystemExit, GeneratorExit)
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "PALETTE COLOR")
 _DECODER_HINTS = {
@@ -178,7 +180,9 @@ def read_dicom(source: ImageSource, *, force: bool, frame: int = 0) -> CxrImage:
     check_not_truncated(ds, source)
     try:
         arr = pixel_array(ds, index=frame)
-    except (ValueError, RuntimeError, OSError, IndexError, KeyError, TypeError, AttributeError) as exc:
+    except BaseException as exc:  # noqa: BLE001 - Rust decoders panic with a BaseException subclass
+        if isinstance(exc, NOT_CAUGHT):
+            raise
         ts = UID(str(ds.file_meta.TransferSyntaxUID))
         what = f"the {ts.name} compressed pixel data" if ts.is_compressed else "the pixel data"
         raise LoadError(f"{what} could not be decoded (damaged file?): {exc}", source.error_path) from exc

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from cxrviewer.core.source import ImageSource
-from cxrviewer.core.windowing import Window, percentile_window, window_normalised
+from cxrviewer.core.windowing import Window, is_valid_window, percentile_window, window_normalised
 
 #: Stored dtypes handled by table lookup, and the unsigned view used as the table index.
 _LUT_INDEX_DTYPES = {
@@ -294,10 +294,12 @@ class CxrImage:
         if (center is None) != (width is None):
             raise ValueError("give both the window center and the window width, or neither")
         if center is not None and width is not None:
-            width = float(width)
+            center, width = float(center), float(width)
             if self.voi_lut_function == "LINEAR":
                 width = max(width, 1.0)
-            window: Window | None = Window(float(center), width, "user")
+            if not is_valid_window(center, width, self.voi_lut_function):
+                raise ValueError(f"unusable window: center {center}, width {width}")
+            window: Window | None = Window(center, width, "user")
         elif self.has_voi_lut_sequence and self.pipeline.voi_lut is not None:
             window = None
         elif self.windows:

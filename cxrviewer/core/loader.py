@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxrviewer.core.dicom_reader import read_dicom
+from cxrviewer.core.dicom_reader import NOT_CAUGHT, read_dicom
 from cxrviewer.core.errors import LoadError
 from cxrviewer.core.image import CxrImage
 from cxrviewer.core.raster_reader import read_raster
@@ -43,7 +43,9 @@ def load_image(path: str | Path | ImageSource, frame: int = 0) -> CxrImage:
         raise LoadError(
             "the file's structure is too deeply nested (damaged file?)", source.error_path
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - the contract: nothing but LoadError leaves the loader
+    except BaseException as exc:  # noqa: BLE001 - the contract: nothing but LoadError leaves the loader
+        if isinstance(exc, NOT_CAUGHT):  # (a Rust decoder's panic is a BaseException: it is caught)
+            raise
         raise LoadError(_describe(exc), source.error_path) from exc
 
 
@@ -63,7 +65,7 @@ def _load(source: ImageSource, frame: int) -> CxrImage:
     return read_raster(source, source.read_bytes(), fmt)
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     """A reason for a pydicom/numpy failure that escaped the specific checks."""
     name = type(exc).__name__
     if name == "InvalidDicomError":

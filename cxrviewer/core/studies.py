@@ -26,7 +26,7 @@ from typing import NamedTuple
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
-from cxrviewer.core.dicom_reader import check_image_header, is_dicomdir, read_dataset
+from cxrviewer.core.dicom_reader import NOT_CAUGHT, check_image_header, is_dicomdir, read_dataset
 from cxrviewer.core.errors import LoadError
 from cxrviewer.core.identifiers import derived_patient_id, derived_uid
 from cxrviewer.core.image import CxrImage
@@ -179,7 +179,9 @@ def _scan_file(path: Path, headers: list[_Header], skipped: list[SkippedFile], *
         headers.append(_header(source, head, None))
     except LoadError as exc:
         skipped.append(SkippedFile(source, exc.reason))
-    except Exception as exc:  # noqa: BLE001 - one bad file never stops the scan
+    except BaseException as exc:  # noqa: BLE001 - one bad file never stops the scan
+        if isinstance(exc, NOT_CAUGHT):
+            raise
         skipped.append(
             SkippedFile(source, f"the file is damaged or unsupported ({type(exc).__name__}: {exc})")
         )
@@ -229,7 +231,9 @@ def _scan_zip(path: Path, headers: list[_Header], skipped: list[SkippedFile]) ->
                     headers.append(_header(member, data[:SNIFF_BYTES], data))
                 except LoadError as exc:
                     skipped.append(SkippedFile(member, exc.reason))
-                except Exception as exc:  # noqa: BLE001 - one bad member never stops the scan
+                except BaseException as exc:  # noqa: BLE001 - one bad member never stops the scan
+                    if isinstance(exc, NOT_CAUGHT):
+                        raise
                     skipped.append(
                         SkippedFile(member, f"damaged or unsupported ({type(exc).__name__}: {exc})")
                     )

@@ -182,6 +182,10 @@ def test_user_window(tmp_path: Path, cxr: np.ndarray) -> None:
     assert set(np.unique(shown)) <= {0, 255}
     with pytest.raises(ValueError):
         image.display(center=1000)
+    image.voi_lut_function = "LINEAR_EXACT"
+    for center, width in ((1000, 0), (float("nan"), 100), (1000, float("inf"))):
+        with pytest.raises(ValueError):
+            image.display(center, width)
 
 
 def test_multi_frame(tmp_path: Path, cxr: np.ndarray) -> None:
