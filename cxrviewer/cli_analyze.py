@@ -1,4 +1,4 @@
-"""``cxrviewer analyze PATH... --json|--csv``: headless analysis of files and folders.
+"""``cxrviewer analyze PATH... --json|--csv``: headless analysis of files, folders, ZIP archives and DICOMDIRs.
 
 Prints one JSON object per image (:meth:`AnalysisResult.to_json`, a stable schema) as a JSON list, or one CSV
 row per image. Exit status: 0 when every image was analysed (``ok`` or ``abstained``), 1 when any result is
@@ -15,10 +15,12 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxrviewer import INTENDED_USE
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+if TYPE_CHECKING:
+    from cxrviewer.core import ImageSource
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cxrviewer analyze",
         description=f"Analyse chest X-rays without opening the window. {INTENDED_USE}",
     )
-    p.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        help="DICOM/PNG/JPEG/TIFF files, folders (searched recursively), ZIP archives, DICOMDIRs",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="JSON list (default)")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="one CSV row per image")
@@ -42,17 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def collect_inputs(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders walked recursively for image files (sorted). Missing paths are kept, so that
-    they come back as ``error`` results naming the problem."""
-    out: list[Path] = []
+def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path | ImageSource], list[str]]:
+    """The images to analyse, and notes on files that were passed over.
+
+    Folders (recursive), ZIP archives (read in memory, never extracted) and DICOMDIRs are expanded with
+    :func:`cxrviewer.core.load_studies`; their non-image files are reported in the notes, not analysed. A
+    path given directly that is missing or not an image is kept, so that it comes back as an ``error``
+    result saying why.
+    """
+    from cxrviewer.core import LoadError, load_studies
+
+    items: list[Path | ImageSource] = []
+    notes: list[str] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
+        try:
+            tree = load_studies(p)
+        except LoadError:
+            items.append(p)
+            continue
+        found = [ref.source for ref in tree.images()]
+        if not found and p.is_file():
+            items.append(p)  # a single unreadable file: its own error result
+            continue
+        items.extend(found)
+        notes.extend(f"skipped {s.source.name}: {s.reason}" for s in tree.skipped)
+    return items, notes
 
 
 def to_csv(rows: Sequence[dict]) -> str:
@@ -83,9 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1:
         print("cxrviewer analyze: --batch-size must be at least 1", file=sys.stderr)
         return 2
-    inputs = collect_inputs(args.paths)
+    inputs, notes = collect_inputs(args.paths)
+    for note in notes:
+        print(f"cxrviewer analyze: {note}", file=sys.stderr)
     if not inputs:
-        print("cxrviewer analyze: no image files found in the given paths", file=sys.stderr)
+        print("cxrviewer analyze: no images found in the given paths", file=sys.stderr)
         return 2
 
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings

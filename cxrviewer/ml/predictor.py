@@ -25,6 +25,7 @@ import numpy as np
 
 from cxrviewer.core.preprocess import Geometry, PreprocessSpec, preprocess
 from cxrviewer.ml.backends.selection import BackendChoice, explicit_backend, select_backend
+from cxrviewer.ml.explain.cam import cam_from_features
 from cxrviewer.ml.manifest import ModelIntegrityError, ModelManifest, load_manifest
 from cxrviewer.ml.retrieval import l2_normalise
 
@@ -87,16 +88,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def _class_maps(features: np.ndarray, head_weight: np.ndarray) -> np.ndarray:
-    """Grad-CAM of every class, ``(B, K, h, w)``: ReLU(Σ_k w_ck F_k) / (h·w).
-
-    Private stand-in until ``cxrviewer.ml.explain.cam.cam_from_features`` is committed; same arithmetic.
-    """
-    h, w = features.shape[-2:]
-    cams = np.einsum("kc,bchw->bkhw", head_weight, features, optimize=True) / np.float32(h * w)
-    return np.maximum(cams, 0.0).astype(np.float32, copy=False)
 
 
 def model_input(
@@ -300,7 +291,7 @@ class Predictor:
         """Predictions for an already preprocessed batch ``(B, C, size, size)`` and its geometries."""
         logits, features = self._backend.run(batch)
         probs = softmax(logits, self.temperature)
-        cams = _class_maps(features, self.head_weight)
+        cams = cam_from_features(features, self.head_weight)  # (B, K, h, w), every class
         embeddings = l2_normalise(features.mean(axis=(2, 3)))
         return [
             Prediction(

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
 from cxrviewer.core.errors import LoadError
+from cxrviewer.core.source import ImageSource
 from cxrviewer.services.result import AnalysisResult, Neighbour, OperatingPoint
 
 NO_MODEL_REASON = "no model installed"
@@ -104,34 +104,28 @@ def default_model_dir(root: str | Path | None = None) -> Path | None:
     return None
 
 
-def read_display_image(location: str | Path) -> np.ndarray:
-    """The display-ready grayscale image of a file (uint8, or float32 in [0, 1] for 16-bit rasters).
+def read_display_image(location: str | Path | ImageSource) -> np.ndarray:
+    """The display-ready 8-bit grayscale image of a file or ZIP member (the one place pixels are read).
 
-    The one place the pipeline reads pixels. Until :func:`cxrviewer.core.load_image` (DICOM, ZIP members,
-    windowing) is available this reads PNG/JPEG/TIFF/BMP rasters with OpenCV.
+    DICOM goes through its modality LUT and stored VOI window (else an automatic window), MONOCHROME1 is
+    inverted; PNG/JPEG/TIFF as stored (see :func:`cxrviewer.core.load_image`). Multi-frame: frame 0.
 
     Raises:
         LoadError: the file is missing or not a readable image.
     """
-    path = Path(location)
-    if not path.is_file():
-        raise LoadError("the file does not exist", path)
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise LoadError("not a readable image (PNG, JPEG, TIFF or BMP expected)", path)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
-    if img.dtype == np.uint8:
-        return img
-    img = img.astype(np.float32)
-    lo, hi = float(img.min()), float(img.max())
-    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    from cxrviewer.core.loader import load_image  # pydicom and OpenCV load on first use, not at import
+
+    return load_image(location).display()
 
 
-def _normalise(m: np.ndarray) -> np.ndarray:
-    peak = float(m.max()) if m.size else 0.0
-    return (m / peak).astype(np.float32) if peak > 0 else np.zeros_like(m, dtype=np.float32)
+def source_label(item: str | Path | ImageSource | np.ndarray) -> str:
+    """How a result names its input: the path, ``archive.zip:member`` (with the archive's path), or
+    ``<array>``."""
+    if isinstance(item, np.ndarray):
+        return "<array>"
+    if isinstance(item, ImageSource):
+        return str(item.path) if item.member is None else f"{item.path}:{item.member}"
+    return str(item)
 
 
 @dataclass
@@ -233,13 +227,14 @@ class AnalysisPipeline:
         return name, positive, points[name]
 
     # -- public API --------------------------------------------------------------------------------------
-    def analyze(self, item: str | Path | np.ndarray, name: str | None = None) -> AnalysisResult:
-        """Analyse one image: a file path, or a display-ready grayscale array (``name`` labels it)."""
+    def analyze(self, item: str | Path | ImageSource | np.ndarray, name: str | None = None) -> AnalysisResult:
+        """Analyse one image: a file path, an :class:`ImageSource` (e.g. a ZIP member) or a display-ready
+        grayscale array (``name`` labels the result)."""
         return self.analyze_many([item], names=[name] if name is not None else None)[0]
 
     def analyze_many(
         self,
-        items: Sequence[str | Path | np.ndarray],
+        items: Sequence[str | Path | ImageSource | np.ndarray],
         batch_size: int | None = None,
         names: Sequence[str] | None = None,
     ) -> list[AnalysisResult]:
@@ -248,7 +243,7 @@ class AnalysisPipeline:
 
     def iter_analyze(
         self,
-        items: Iterable[str | Path | np.ndarray],
+        items: Iterable[str | Path | ImageSource | np.ndarray],
         batch_size: int | None = None,
         names: Sequence[str] | None = None,
     ) -> Iterator[AnalysisResult]:
@@ -256,9 +251,7 @@ class AnalysisPipeline:
         step = max(1, int(batch_size or self.settings.batch_size))
         batch: list[_Job] = []
         for i, item in enumerate(items):
-            label = (
-                names[i] if names is not None else ("<array>" if isinstance(item, np.ndarray) else str(item))
-            )
+            label = names[i] if names is not None else source_label(item)
             batch.append(self._start(item, label))
             if len(batch) >= step:
                 yield from self._run_batch(batch)
@@ -389,20 +382,14 @@ class AnalysisPipeline:
 
     def _heatmap(self, result: AnalysisResult, pred, job: _Job) -> None:
         """Grad-CAM of the top class on the original grid, and its share outside the lungs."""
+        from cxrviewer.ml.explain.heatmap import build_heatmap
+
         idx = pred.top_index
-        heat = _normalise(pred.geometry.to_original(_normalise(pred.cam(idx))))
-        result.heatmap, result.heatmap_method, result.heatmap_class = heat, "gradcam", pred.labels[idx]
-        if result.lung_mask is None:
-            return
-        total = float(heat.sum())
-        outside = float(heat[~result.lung_mask].sum() / total) if total > 0 else 0.0
-        result.saliency_outside_lungs = outside
-        area = float(result.lung_mask.mean())
-        if total > 0 and outside >= 1.0 - area:
-            result.warnings.append(
-                f"{outside:.0%} of the heatmap lies outside the lungs (no more lung-focused than chance): "
-                "the score may rest on something other than the lungs"
-            )
+        heat = build_heatmap(pred.cam(idx), "gradcam", idx, geometry=pred.geometry, lung_mask=job.lung)
+        result.heatmap, result.heatmap_method, result.heatmap_class = heat.map, heat.method, pred.labels[idx]
+        result.saliency_outside_lungs = heat.outside_lung_fraction
+        if heat.warning:
+            result.warnings.append(heat.warning)
 
     def _neighbours(self, result: AnalysisResult, embedding: np.ndarray, model_id: str, job: _Job) -> None:
         from cxrviewer.ml.retrieval import neighbour_vote

@@ -184,3 +184,13 @@ def test_array_input(model_dir):
 def test_small_image_warning(model_dir):
     r = AnalysisPipeline(_settings(model_dir)).analyze(synthetic_cxr(40, 50))
     assert any("smaller than the model input (64 px)" in w for w in r.warnings)
+
+
+def test_dicom_files_are_analysed(model_dir, shared_data):
+    dicoms = sorted((shared_data / "dicom").rglob("*.dcm"))
+    if not dicoms:
+        pytest.skip("no DICOM files in the shared data")
+    results = AnalysisPipeline(_settings(model_dir)).analyze_many(dicoms)
+    for path, r in zip(dicoms, results, strict=True):
+        assert r.status == "ok", (path.name, r.reason)
+        assert r.heatmap is not None and r.heatmap.ndim == 2

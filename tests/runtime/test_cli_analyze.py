@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import zipfile
 
 import cv2
 import pytest
@@ -43,7 +44,7 @@ def test_json_schema_on_a_folder(model_dir, folder, tmp_path):
     rc = main([str(folder), "--json", "--out", str(out), "--model", str(model_dir), "--threads", "1"])
     assert rc == 0
     rows = json.loads(out.read_text())
-    assert [r["path"].rsplit("study", 1)[1] for r in rows] == ["/a.png", "/b.PNG", "/sub/c.png"]
+    assert sorted(r["path"].rsplit("study", 1)[1] for r in rows) == ["/a.png", "/b.PNG", "/sub/c.png"]
     for r in rows:
         assert set(r) == KEYS
         assert r["status"] == "ok" and r["schema_version"] == JSON_SCHEMA_VERSION
@@ -55,21 +56,46 @@ def test_json_schema_on_a_folder(model_dir, folder, tmp_path):
 
 
 def test_csv_and_error_exit_status(model_dir, folder, tmp_path, capsys):
-    broken = folder / "broken.png"
+    broken = tmp_path / "broken.png"
     broken.write_bytes(b"garbage")
-    rc = main([str(folder), "--csv", "--model", str(model_dir), "--device", "cpu", "--threads", "1"])
-    assert rc == 1
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    (folder / "also-broken.png").write_bytes(b"garbage")
+    args = [str(folder), str(broken), "--csv", "--model", str(model_dir), "--device", "cpu", "--threads", "1"]
+    rc = main(args)
+    captured = capsys.readouterr()
+    assert rc == 1  # the file named on the command line is an error result
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
     assert len(rows) == 4
     by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
-    assert by_name["broken.png"]["status"] == "error" and by_name["broken.png"]["reason"]
-    assert by_name["a.png"]["status"] == "ok" and float(by_name["a.png"]["p_covid"]) >= 0
+    assert by_name["broken.png"]["status"] == "error" and "broken.png" in by_name["broken.png"]["reason"]
+    assert by_name["a.png"]["status"] == "ok" and 0 <= float(by_name["a.png"]["p_covid"]) <= 1
     assert by_name["a.png"]["backend"] == "onnxruntime-cpu-fp32"
+    assert "skipped also-broken.png" in captured.err  # inside a folder: passed over with a note
+
+
+def test_zip_members_are_analysed_in_memory(model_dir, folder, tmp_path, capsys):
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(folder / "a.png", "x/a.png")
+        zf.writestr("x/readme.txt", "not an image")
+    rc = main([str(archive), "--model", str(model_dir), "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    (row,) = json.loads(captured.out)
+    assert row["status"] == "ok" and row["path"] == f"{archive}:x/a.png"
+    assert "skipped" in captured.err and "readme.txt" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study", "study.zip"]  # nothing extracted
+
+
+def test_missing_path_is_an_error_result(model_dir, tmp_path, capsys):
+    rc = main([str(tmp_path / "nope.dcm"), "--model", str(model_dir), "--threads", "1"])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert rc == 1 and row["status"] == "error" and "nope.dcm" in row["reason"]
 
 
 def test_empty_input_is_a_usage_error(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 2
-    assert "no image files" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no images found" in capsys.readouterr().err
 
 
 def test_wired_as_a_subcommand_of_cxrviewer(model_dir, folder):
