@@ -10,12 +10,12 @@ import pytest
 
 from cxrviewer.services import analysis
 from cxrviewer.services.analysis import NO_MODEL_REASON, AnalysisPipeline, AnalysisSettings
-from tests.runtime.models import make_runtime_model_dir, synthetic_cxr
+from tests.runtime.models import synthetic_cxr
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_runtime_model_dir(tmp_path_factory.mktemp("an") / "tiny")
+def model_dir(pristine_model_dir):
+    return pristine_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +142,8 @@ def test_default_model_is_the_first_classifier(tmp_path, model_dir):
     assert analysis.default_model_dir(tmp_path) == tmp_path / "b-classifier"
 
 
-def test_tampered_model_is_an_error_not_a_fallback(tmp_path, png):
-    d = make_runtime_model_dir(tmp_path / "m")
+def test_tampered_model_is_an_error_not_a_fallback(model_copy, png):
+    d = model_copy
     data = bytearray((d / "model.onnx").read_bytes())
     data[len(data) // 3] ^= 0x10
     (d / "model.onnx").write_bytes(bytes(data))

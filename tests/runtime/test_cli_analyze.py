@@ -15,7 +15,7 @@ import pytest
 from cxrviewer.cli_analyze import main
 from cxrviewer.services.result import JSON_SCHEMA_VERSION
 from tests.conftest import REPO_ROOT
-from tests.runtime.models import make_runtime_model_dir, synthetic_cxr
+from tests.runtime.models import synthetic_cxr
 
 KEYS = {
     "path", "status", "probabilities", "reason", "latency_ms", "top_label", "operating_point", "warnings",
@@ -25,8 +25,8 @@ KEYS = {
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_runtime_model_dir(tmp_path_factory.mktemp("cli") / "tiny")
+def model_dir(pristine_model_dir):
+    return pristine_model_dir
 
 
 @pytest.fixture()

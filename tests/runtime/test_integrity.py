@@ -8,14 +8,13 @@ import pytest
 
 from cxrviewer.ml.manifest import ModelIntegrityError, load_manifest, record_file, write_manifest
 from cxrviewer.ml.predictor import Predictor, PredictorSettings
-from tests.runtime.models import make_runtime_model_dir
 
 FAST = PredictorSettings(threads=1, warmup=False)
 
 
 @pytest.fixture()
-def model_dir(tmp_path):
-    return make_runtime_model_dir(tmp_path / "m")
+def model_dir(model_copy):
+    return model_copy
 
 
 def _flip_byte(path, where=0.5):

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.runtime.models import make_runtime_model_dir
 
 HEAVY = ("torch", "onnxruntime", "PySide6")
 
@@ -31,12 +30,12 @@ def test_importing_the_runtime_modules_loads_no_heavy_library():
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
-def test_onnxruntime_predictor_on_cpu_never_imports_torch(tmp_path, device):
+def test_onnxruntime_predictor_on_cpu_never_imports_torch(pristine_model_dir, device):
     from cxrviewer.ml.backends.selection import nvidia_driver_present
 
     if device == "auto" and nvidia_driver_present():
         pytest.skip("this machine has an NVIDIA driver: auto asks torch about CUDA")
-    d = make_runtime_model_dir(tmp_path / "m")
+    d = pristine_model_dir
     mods = _modules_after(
         "import numpy as np\n"
         "from cxrviewer.ml.predictor import Predictor\n"

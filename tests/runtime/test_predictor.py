@@ -93,12 +93,12 @@ def test_warmup_runs_on_load(model_dir):
     assert p.warmup_ms > 0 and p.threads == 1
 
 
-def test_non_classifier_is_refused(tmp_path):
+def test_non_classifier_is_refused(model_copy):
     import json
 
     from cxrviewer.ml.manifest import ModelIntegrityError
 
-    d = make_runtime_model_dir(tmp_path / "seg", onnx=False)
+    d = model_copy
     data = json.loads((d / "manifest.json").read_text())
     data["kind"] = "segmentation"
     (d / "manifest.json").write_text(json.dumps(data))

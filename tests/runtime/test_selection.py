@@ -11,7 +11,6 @@ from cxrviewer.ml.backends import selection
 from cxrviewer.ml.backends.selection import BackendUnavailableError, select_backend
 from cxrviewer.ml.manifest import ModelFile, ModelManifest
 from cxrviewer.ml.predictor import Predictor, PredictorSettings
-from tests.runtime.models import make_runtime_model_dir
 
 
 def _manifest(onnx: bool = True, int8: bool = False, acceptable: bool = False) -> ModelManifest:
@@ -114,8 +113,8 @@ def test_unknown_device_is_rejected():
         select_backend(_manifest(), "tpu")
 
 
-def test_predictor_refuses_cuda_without_cuda_and_reports_its_choice(tmp_path, no_cuda):
-    d = make_runtime_model_dir(tmp_path / "m")
+def test_predictor_refuses_cuda_without_cuda_and_reports_its_choice(pristine_model_dir, no_cuda):
+    d = pristine_model_dir
     with pytest.raises(BackendUnavailableError, match="CUDA was requested"):
         Predictor.load(d, device="cuda", settings=PredictorSettings(threads=1, warmup=False))
     p = Predictor.load(d, device="auto", settings=PredictorSettings(threads=1, warmup=False))
