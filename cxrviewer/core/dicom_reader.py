@@ -6,6 +6,7 @@ python-gdcm) is supported; the frame is decoded alone (``pydicom.pixels.pixel_ar
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -62,6 +63,29 @@ def read_dataset(
     return ds
 
 
+def read_header(source: ImageSource, *, force: bool, stream: BinaryIO | None = None) -> tuple[Dataset, bool]:
+    """Read the header only (``stop_before_pixels``); returns it and whether pixel data follows.
+
+    The pixel data element is recognised from the tag where pydicom stopped, so compressed pixel data is
+    neither read nor decoded. Deflated files (whose stream position is not the file's) are read with large
+    values deferred instead.
+    """
+    with stream if stream is not None else source.open_binary() as fh:
+        ds = pydicom.dcmread(fh, force=force, stop_before_pixels=True)
+        ensure_transfer_syntax(ds)
+        if UID(str(ds.file_meta.TransferSyntaxUID)).is_deflated:
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, force=force, defer_size=4096)
+            ensure_transfer_syntax(ds)
+            return ds, any(k in ds for k in PIXEL_DATA_KEYWORDS)
+        tag = fh.read(4)
+    little = bool(getattr(ds, "original_encoding", (None, True))[1] is not False)
+    if len(tag) < 4:
+        return ds, False
+    group, element = struct.unpack("<HH" if little else ">HH", tag)
+    return ds, group == 0x7FE0 and element in (0x0008, 0x0009, 0x0010)
+
+
 def ensure_transfer_syntax(ds: Dataset) -> None:
     """Set ``file_meta.TransferSyntaxUID`` from the detected encoding when the file has none."""
     meta = getattr(ds, "file_meta", None)
@@ -90,8 +114,13 @@ def describe_non_image(ds: Dataset) -> str:
     return f"DICOM without pixel data ({kind}a structured report or other non-image object)"
 
 
-def check_image_header(ds: Dataset, source: ImageSource) -> tuple[int, int, int]:
+def check_image_header(
+    ds: Dataset, source: ImageSource, has_pixels: bool | None = None
+) -> tuple[int, int, int]:
     """Validate what is needed before decoding; returns (rows, columns, number of frames).
+
+    ``has_pixels`` says whether pixel data follows a header read with ``stop_before_pixels`` (see
+    :func:`read_header`); None looks for it in ``ds``.
 
     Raises:
         LoadError: DICOMDIR, no pixel data, missing/implausible dimensions, too many pixels, or a
@@ -100,7 +129,9 @@ def check_image_header(ds: Dataset, source: ImageSource) -> tuple[int, int, int]
     where = source.error_path
     if is_dicomdir(ds):
         raise LoadError("this is a DICOMDIR (the index of a DICOM disc): open it as a study", where)
-    if not any(k in ds for k in PIXEL_DATA_KEYWORDS):
+    if has_pixels is None:
+        has_pixels = any(k in ds for k in PIXEL_DATA_KEYWORDS)
+    if not has_pixels:
         if (
             "Rows" in ds
             and "Columns" in ds
@@ -132,7 +163,7 @@ def check_decoder(ds: Dataset, source: ImageSource) -> None:
         raise LoadError(
             f"uses an unknown transfer syntax ({ts}); the pixels cannot be decoded", source.error_path
         )
-    if not ts.is_compressed or "PixelData" not in ds:
+    if not ts.is_compressed or any(k in ds for k in PIXEL_DATA_KEYWORDS[1:]):
         return
     try:
         decoder = get_decoder(ts)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
-from cxrviewer.core.dicom_reader import NOT_CAUGHT, check_image_header, is_dicomdir, read_dataset
+from cxrviewer.core.dicom_reader import NOT_CAUGHT, check_image_header, is_dicomdir, read_dataset, read_header
 from cxrviewer.core.errors import LoadError
 from cxrviewer.core.identifiers import derived_patient_id, derived_uid
 from cxrviewer.core.image import CxrImage
@@ -274,11 +274,11 @@ def _header(source: ImageSource, head: bytes, data: bytes | None) -> _Header:
 
 def _dicom_header(source: ImageSource, fmt: str, data: bytes | None) -> _Header:
     stream = io.BytesIO(data) if data is not None else None
-    ds = read_dataset(source, force=fmt == "DICOM-RAW", defer_size=4096, stream=stream)
+    ds, has_pixels = read_header(source, force=fmt == "DICOM-RAW", stream=stream)
     if is_dicomdir(ds):
         raise LoadError("a DICOMDIR index (the images it lists are read directly from the folder)",
                         source.error_path)  # fmt: skip
-    rows, cols, frames = check_image_header(ds, source)
+    rows, cols, frames = check_image_header(ds, source, has_pixels)
 
     def text(keyword: str) -> str:
         try:

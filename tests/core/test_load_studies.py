@@ -15,6 +15,7 @@ from pydicom.uid import generate_uid
 
 from cxrviewer.core import ImageSource, LoadError, StudyTree, load_image, load_studies
 from cxrviewer.core import source as source_module
+from tests.core.conftest import corpus_dirs
 from tests.core.dicom_factory import synthetic_cxr, write_dicom
 
 
@@ -167,3 +168,22 @@ def test_pydicom_dicomdir_test_set() -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="does not exist"):
         load_studies(tmp_path / "nothing")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_headers_only_listing_agrees_with_load_image() -> None:
+    """Every corpus file that load_image opens is listed by the header-only scan (no false refusals), and
+    the scan refuses no more than the files load_image cannot open either."""
+    folders = corpus_dirs()
+    for name in ("pydicom",):  # the small files; pydicom-data repeats them at full size
+        tree = load_studies(folders[name])
+        listed = {r.source.path for r in tree.images()}
+        skipped = {s.source.path for s in tree.skipped}
+        for path in sorted(p for p in folders[name].rglob("*") if p.is_file()):
+            if path.suffix == ".py" or "__pycache__" in path.parts or path.name.startswith("DICOMDIR"):
+                continue
+            try:
+                load_image(path)
+            except LoadError:
+                continue
+            assert path in listed, f"{path.name} loads but was not listed ({path in skipped=})"
