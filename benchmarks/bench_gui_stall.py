@@ -114,12 +114,12 @@ PHASES = (
 
 
 def phase_gaps(ticks: list[float], marks: dict[str, float]) -> dict[str, float]:
-    """The longest heartbeat gap in each phase (a gap belongs to the phase in which it starts)."""
+    """The longest heartbeat gap in each phase (a gap belongs to the phase holding its midpoint)."""
     out = {}
     for name, lo, hi in PHASES:
         a = marks.get(lo, 0.0) if lo else 0.0
         b = marks.get(hi, float("inf")) if hi else float("inf")
-        gaps = [t1 - t0 for t0, t1 in zip(ticks[:-1], ticks[1:], strict=True) if a <= t0 < b]
+        gaps = [t1 - t0 for t0, t1 in zip(ticks[:-1], ticks[1:], strict=True) if a <= (t0 + t1) / 2 < b]
         out[name] = max(gaps) if gaps else float("nan")
     return out
 

@@ -19,6 +19,8 @@ from cxrviewer.ui.main_window import MainWindow, app_icon
 from cxrviewer.ui.settings import APPLICATION, ORGANISATION
 from cxrviewer.ui.theme import apply_dark_theme
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
 
 def create_application(argv: Sequence[str] | None = None) -> QApplication:
     """The QApplication (reused if one exists) with names, icon and the dark theme."""
@@ -30,6 +32,9 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
     apply_dark_theme(app)
+    # Worker threads run Python code too (pipeline, loaders); a shorter GIL switch interval than the 5 ms
+    # default lets the GUI thread take its turn sooner, at a negligible throughput cost.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     return app
 
 

@@ -442,8 +442,6 @@ class MainWindow(QMainWindow):
         thread, so the window is drawn and stays responsive meanwhile; the views are built when that is
         done (or at once, should something need them earlier)."""
         self.first_painted.emit()
-        if self.settings.analyse_on_open:  # the model loads while the user is still choosing an image
-            self.analysis.warm_up()
         self._view_import = BackgroundImport(("cxrviewer.ui.image_view", "cxrviewer.ui.view_sync"), self)
         self._view_import.done.connect(self._on_views_importable)
         self._view_import.failed.connect(lambda _msg: self._on_views_importable())
@@ -454,6 +452,8 @@ class MainWindow(QMainWindow):
         pending, self._pending_images = self._pending_images, []
         for tag, loaded in pending:
             self._on_image_loaded(tag, loaded)
+        if self.settings.analyse_on_open and not pending:
+            self.analysis.warm_up()  # the model loads while the user is still choosing an image
 
     def _views_importing(self) -> bool:
         imp = getattr(self, "_view_import", None)
