@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Verb modules, in the order they appear in --help. Each defines register(subparsers).
-VERB_MODULES: list[str] = ["data", "train", "evaluate", "export", "build_index"]
+VERB_MODULES: list[str] = ["data", "train", "evaluate", "export", "build_index", "train_seg", "train_gate"]
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,238 @@
+"""``cxr-trainer train-gate``: train the input gate (frontal / lateral / not a CXR + OOD distance), measure it.
+
+Example::
+
+    cxr-trainer train-gate --data ../shared/data/cxr --out models/input-gate --minutes 8
+
+The figures (pass rate of frontal CXRs, refusal rate of laterals and of every non-CXR family) are measured
+with the saved model folder through :class:`cxrviewer.ml.gate.InputGate`, on test images none of which (nor
+any same-patient or near-duplicate image) was used for training or for choosing thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+DEFAULT_DATA = Path("../shared/data/cxr")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-gate", help="train and measure the input gate (view + out-of-distribution)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="bundle folder with labels.csv")
+    p.add_argument(
+        "--dicom",
+        type=Path,
+        default=Path("../shared/data/dicom"),
+        help="folder of real CXR DICOMs that must pass (optional)",
+    )
+    p.add_argument("--out", type=Path, default=Path("models/input-gate"))
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--minutes", type=float, default=6.0, help="wall-clock training budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cache", type=Path, default=Path(".cache/gate"))
+    p.set_defaults(func=run)
+
+
+def _rate(flags: list[bool]) -> dict:
+    n = len(flags)
+    k = int(sum(flags))
+    return {"n": n, "k": k, "rate": k / n if n else float("nan")}
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from cxr_trainer.datasets import read_labels_csv
+    from cxr_trainer.image_cache import build_cache, read_gray
+    from cxr_trainer.seg import negatives as neg
+    from cxr_trainer.seg.gate_training import (
+        fit_mahalanobis,
+        mahalanobis,
+        preprocess_items,
+        scores_and_embeddings,
+        train_gate_model,
+        view_class,
+    )
+    from cxr_trainer.splits import leakage_report, make_split, write_split_csv
+    from cxrviewer.core.preprocess import PreprocessSpec
+    from cxrviewer.ml.gate import GATE_LABELS, GateRules, InputGate
+    from cxrviewer.ml.manifest import ModelManifest, record_file, write_manifest
+    from cxrviewer.ml.model_io import save_classifier
+    from cxrviewer.ml.registry import create_model
+
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    spec = PreprocessSpec(size=args.size)
+    ds = read_labels_csv(args.data / "labels.csv")
+    recs = [r for r in ds.records if view_class(r)]
+    views = [view_class(r) for r in recs]
+    plan = make_split(recs, ds.near_duplicates, labels=views, fractions=(0.7, 0.1, 0.2), seed=args.seed)
+    leak = leakage_report(recs, ds.near_duplicates, plan.assignment)
+    if not leak.ok:
+        raise SystemExit(leak.summary())
+    cache = build_cache(recs, spec, args.cache, show_progress=False, desc="gate cache")
+    by = defaultdict(list)
+    for i, (r, v) in enumerate(zip(recs, views, strict=True)):
+        if i not in cache.failed:
+            by[(plan.assignment[r.key], v)].append(i)
+    say(json.dumps({f"{s}/{v}": len(ix) for (s, v), ix in sorted(by.items())}))
+
+    # non-CXR material: DICOMs split by picture, generated families by seed, photo families held out
+    rng = random.Random(args.seed)
+    dicom_neg, dicom_cxr = neg.package_dicoms()
+    dicom_train, dicom_test = neg.split_by_content(dicom_neg, 0.5, args.seed)
+    train_cxr_imgs = [read_gray(recs[i].path) for i in rng.sample(by[("train", "frontal")], 600)]
+    test_cxr_imgs = [read_gray(recs[i].path) for i in rng.sample(by[("test", "frontal")], 150)]
+    photos_sk = neg.photographs("sklearn")
+    other_train = (
+        neg.generated(300, seed=args.seed + 1)
+        + neg.spoiled_radiographs(train_cxr_imgs, args.seed)
+        + dicom_train
+        + neg.photo_crops(dicom_train, 4, args.seed)
+        + photos_sk
+        + neg.photo_crops(photos_sk, 80, args.seed)
+    )
+    held_photos = neg.photographs("skimage") + neg.photographs("matplotlib")
+    other_test = (
+        neg.generated(60, seed=args.seed + 1000)
+        + neg.spoiled_radiographs(test_cxr_imgs, args.seed + 1)
+        + dicom_test
+        + held_photos
+        + neg.photo_crops(held_photos, 2, args.seed + 1)
+    )
+    seen = {it.family for it in other_train}
+    say(f"non-CXR: {len(other_train)} train, {len(other_test)} test")
+
+    pools = {
+        "frontal": cache.pixels[by[("train", "frontal")]],
+        "lateral": cache.pixels[by[("train", "lateral")]],
+        "other": preprocess_items(other_train, spec),
+    }
+    model = create_model("mobilenet_v3_small", num_classes=3, in_chans=1, dropout=0.2)
+    result = train_gate_model(model, pools, spec, args.minutes, seed=args.seed, log=say)
+
+    # OOD statistics from training frontals; thresholds from validation frontals only
+    sub = sorted(rng.sample(by[("train", "frontal")], min(3000, len(by[("train", "frontal")]))))
+    _, emb_tr = scores_and_embeddings(model, cache.pixels[sub], spec)
+    mean, precision = fit_mahalanobis(emb_tr)
+    p_val, emb_val = scores_and_embeddings(model, cache.pixels[by[("val", "frontal")]], spec)
+    d_val = mahalanobis(emb_val, mean, precision)
+    p_val_lat, _ = scores_and_embeddings(model, cache.pixels[by[("val", "lateral")]], spec)
+    thresholds = {
+        "min_frontal": float(min(0.5, np.quantile(p_val[:, 0], 0.003))),
+        "max_lateral": 0.5,
+        "max_distance": float(np.quantile(d_val, 0.997) * 1.05),
+        "chosen_on": "validation frontal CXRs: 0.3rd percentile of the frontal score (at most 0.5), "
+        "99.7th percentile of the Mahalanobis distance + 5 %",
+    }
+    say(json.dumps(thresholds))
+
+    out = args.out
+    manifest = ModelManifest(
+        name="input-gate",
+        version="1.0.0",
+        kind="gate",
+        architecture={"name": "mobilenet_v3_small", "num_classes": 3, "in_chans": 1},
+        labels=list(GATE_LABELS),
+        preprocessing=spec.to_dict(),
+        task={
+            "name": "input-gate",
+            "classes": {
+                "frontal": list(("PA", "AP", "AP Supine", "frontal")),
+                "lateral": ["L"],
+                "other": "non-CXR images (see docs)",
+            },
+        },
+        thresholds=thresholds,
+        extra={"rules": GateRules().__dict__},
+    )
+    save_classifier(model, manifest, out)
+    save_file(
+        {"mean": torch.from_numpy(mean), "precision": torch.from_numpy(precision)},
+        str(out / "ood.safetensors"),
+    )
+    record_file(out, manifest, "ood", "ood.safetensors")
+    write_split_csv(out / "split.csv", recs, plan.assignment)
+    record_file(out, manifest, "split", "split.csv")
+    write_manifest(out, manifest)
+
+    # measure the saved artifact end to end on raw test images
+    gate = InputGate(out)
+    metrics: dict = {}
+    test_front = [read_gray(recs[i].path) for i in by[("test", "frontal")]]
+    res = gate.check_many(test_front)
+    src = [recs[i].source for i in by[("test", "frontal")]]
+    metrics["frontal_cxr_pass"] = _rate([r.ok for r in res])
+    metrics["frontal_cxr_pass_by_source"] = {
+        s: _rate([r.ok for r, s2 in zip(res, src, strict=True) if s2 == s]) for s in sorted(set(src))
+    }
+    lat_imgs = [read_gray(recs[i].path) for i in by[("test", "lateral")] + by[("val", "lateral")]]
+    metrics["lateral_refused_test_and_val"] = _rate([not r.ok for r in gate.check_many(lat_imgs)])
+    metrics["lateral_refused_test"] = _rate(
+        [not r.ok for r in gate.check_many(lat_imgs[: len(by[("test", "lateral")])])]
+    )
+    metrics["val_lateral_scored_lateral"] = _rate(list(p_val_lat[:, 1] > 0.5))
+    res_o = gate.check_many([it.image for it in other_test])
+    fam = defaultdict(list)
+    for it, r in zip(other_test, res_o, strict=True):
+        fam[it.family].append(not r.ok)
+    metrics["non_cxr_refused"] = _rate([not r.ok for r in res_o])
+    metrics["non_cxr_refused_by_family"] = {
+        f: {**_rate(v), "family_seen_in_training": f in seen} for f, v in sorted(fam.items())
+    }
+    unseen = [v for f, v in fam.items() if f not in seen]
+    metrics["non_cxr_refused_unseen_families"] = _rate([x for v in unseen for x in v])
+    metrics["non_cxr_failures"] = [it.name for it, r in zip(other_test, res_o, strict=True) if r.ok][:50]
+    dicom_pos = [it.image for it in dicom_cxr]
+    names = [it.name for it in dicom_cxr]
+    if args.dicom.is_dir():
+        import pydicom
+
+        for p in sorted(args.dicom.rglob("*.dcm")):
+            try:
+                d = pydicom.dcmread(p)
+                if str(getattr(d, "Modality", "")) in ("CR", "DX"):
+                    dicom_pos += neg.dicom_to_uint8(d)[:1]
+                    names.append(p.name)
+            except Exception as exc:  # report, do not hide
+                say(f"skipped {p.name}: {exc}")
+    res_d = gate.check_many(dicom_pos)
+    metrics["dicom_cxr_pass"] = {
+        **_rate([r.ok for r in res_d]),
+        "files": {n: r.message for n, r in zip(names, res_d, strict=True)},
+    }
+    say(json.dumps(metrics, indent=1))
+
+    manifest.metrics = metrics
+    manifest.training = {
+        "data": str(args.data),
+        "seed": args.seed,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "wall_seconds": round(time.time() - t_start, 1),
+        "split": {f"{s}/{v}": len(ix) for (s, v), ix in sorted(by.items())},
+        "non_cxr": {
+            "train": len(other_train),
+            "test": len(other_test),
+            "train_families": sorted(seen),
+            "test_families": sorted(fam),
+        },
+        "leakage": leak.to_dict(),
+        "history": result.history,
+        "hardware": f"{platform.machine()} CPU, {args.threads} torch threads",
+        "command": f"cxr-trainer train-gate --data {args.data} --out {args.out} --size {args.size} "
+        f"--minutes {args.minutes} --seed {args.seed}",
+    }
+    write_manifest(out, manifest)
+    say(f"wrote {out}")
+    return 0
