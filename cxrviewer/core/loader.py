@@ -57,6 +57,8 @@ def _load(source: ImageSource, frame: int) -> CxrImage:
         raise LoadError("the file is empty", source.error_path)
     fmt = sniff_format(head)
     if fmt is None:
+        if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            raise LoadError("this is a ZIP archive, not an image: open it as a study", source.error_path)
         raise LoadError(NOT_AN_IMAGE, source.error_path)
     if fmt in ("DICOM", "DICOM-RAW"):
         return read_dicom(source, force=fmt == "DICOM-RAW", frame=frame)

@@ -107,6 +107,8 @@ def test_zip_archive(study_folder: Path, tmp_path: Path) -> None:
     assert _hashes(tmp_path) == before
     image = load_image(ImageSource(archive, "sub/a2.dcm"))
     assert image.source.name == "study.zip:sub/a2.dcm"
+    with pytest.raises(LoadError, match="ZIP archive, not an image: open it as a study"):
+        load_image(archive)
 
 
 def test_zip_found_in_a_folder(study_folder: Path) -> None:
