@@ -31,7 +31,7 @@ def write_canary_dicom(path: Path, seed: int = 0, burned_in: bool = False) -> Pa
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientName, ds.PatientID = CANARY_NAME, CANARY_ID
-    ds.PatientBirthDate = "19010203"
+    ds.PatientBirthDate, ds.PatientSex = "19010203", "O"
     ds.InstitutionName = "Canary General Hospital"
     ds.AccessionNumber = "CANARYACC77"
     ds.ReferringPhysicianName = "LEAKTEST^DOCTOR"
