@@ -85,6 +85,15 @@ def test_int8_only_when_marked_acceptable(no_cuda):
         select_backend(_manifest(), precision="int8")
 
 
+def test_int8_recorded_as_slower_is_not_used(no_cuda):
+    m = _manifest(int8=True, acceptable=True)
+    m.extra["int8"]["speedup_vs_fp32"] = 0.74
+    c = select_backend(m)
+    assert c.name == "onnxruntime-cpu-fp32" and "slower than fp32 (0.74×)" in c.reason
+    m.extra["int8"]["speedup_vs_fp32"] = 1.9
+    assert select_backend(m).name == "onnxruntime-cpu-int8"
+
+
 def test_torch_cpu_fallbacks(no_cuda, monkeypatch):
     c = select_backend(_manifest(onnx=False))
     assert c.name == "torch-cpu-fp32" and "ships no ONNX graph" in c.reason

@@ -5,8 +5,9 @@ Rules (the reason string says which applied):
 - ``cuda``: torch on the GPU with bf16 autocast where the device supports it, else fp16. Without a usable
   CUDA device this is a :class:`BackendUnavailableError`, never a silent switch to the CPU.
 - ``cpu``: ONNX Runtime when the model lists an ``onnx`` graph and onnxruntime imports; its ``onnx_int8``
-  graph only when ``manifest.extra["int8"]["acceptable"]`` is true (the trainer measured the accuracy change)
-  and precision allows it; otherwise torch on the CPU (fp32), the fallback.
+  graph only when ``manifest.extra["int8"]["acceptable"]`` is true (the trainer measured the accuracy change),
+  it is not recorded as slower (``extra["int8"]["speedup_vs_fp32"] < 1``; depthwise networks such as
+  MobileNetV3 run slower in int8 on AVX2 CPUs) and precision allows it; otherwise torch on the CPU (fp32), the fallback.
 - ``auto``: ``cuda`` when a CUDA device is available, else ``cpu``.
 """
 
@@ -102,6 +103,9 @@ def int8_verdict(manifest: ModelManifest) -> tuple[bool, str]:
     delta_txt = "not measured" if delta is None else f"{float(delta):+.4f}"
     if not info.get("acceptable", False):
         return False, f"its int8 accuracy change ({delta_txt}) is not marked acceptable"
+    speedup = info.get("speedup_vs_fp32")
+    if speedup is not None and float(speedup) < 1.0:
+        return False, f"its int8 graph was measured slower than fp32 ({float(speedup):.2f}×)"
     return True, f"its int8 accuracy change ({delta_txt}) is marked acceptable"
 
 
