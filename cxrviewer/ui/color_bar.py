@@ -15,7 +15,7 @@ BACKGROUND = "#0b0d10"  # the image view's background
 class ColorBar(QWidget):
     """Draws ``lut`` (N×3 or N×4 uint8, low → high) as a vertical gradient labelled 0, 0.5 and 1."""
 
-    def __init__(self, lut: np.ndarray, title: str = "attribution", parent: QWidget | None = None) -> None:
+    def __init__(self, lut: np.ndarray, title: str = "evidence", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = title
         self.setFixedWidth(52)
@@ -47,5 +47,5 @@ class ColorBar(QWidget):
             y = bottom - value * (bottom - top)
             p.drawLine(int(bar.right()), int(y), int(bar.right()) + 4, int(y))
             p.drawText(QRectF(bar.right() + 6, y - 8, 40, 16), Qt.AlignmentFlag.AlignVCenter, f"{value:g}")
-        p.drawText(QRectF(0, 2, self.width(), 18), Qt.AlignmentFlag.AlignCenter, self.title[:10])
+        p.drawText(QRectF(0, 2, self.width(), 18), Qt.AlignmentFlag.AlignCenter, self.title)
         p.end()
