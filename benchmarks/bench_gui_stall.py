@@ -39,11 +39,13 @@ from cxrviewer.ui.analysis_backend import pipeline_factory
 from cxrviewer.ui.main_window import MainWindow
 from cxrviewer.ui.settings import ViewerSettings
 
-mode, model, images = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+mode, model, images, store_path = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 app = create_application()
+from PySide6.QtCore import QSettings
+store = QSettings(store_path, QSettings.Format.IniFormat)  # never the user's own settings
 settings = ViewerSettings(model_dir=model, device="cpu", analyse_on_open=(mode == "viewer"))
 factory = pipeline_factory(settings, library_paths=[], user_library=None)
-w = MainWindow(analyzer_factory=factory, settings=settings)
+w = MainWindow(analyzer_factory=factory, settings=settings, store=store)
 clock, ticks = QElapsedTimer(), [0]
 timer = QTimer()
 timer.timeout.connect(lambda: ticks.append(clock.elapsed()))
@@ -91,9 +93,9 @@ sys.exit(app.exec())
 """
 
 
-def run(mode: str, model: Path, images: list[str], env: dict[str, str]) -> dict:
+def run(mode: str, model: Path, images: list[str], env: dict[str, str], store: Path) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(model), json.dumps(images)],
+        [sys.executable, "-c", CHILD, mode, str(model), json.dumps(images), str(store)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -153,7 +155,7 @@ def main() -> int:
         )
         rows = []
         for name, mode in (("viewer (worker thread)", "viewer"), ("baseline (GUI thread)", "baseline")):
-            out = run(mode, model, images, env)
+            out = run(mode, model, images, env, Path(tmp) / f"{mode}-settings.ini")
             bad = [s for s in out["results"] if s != "ok"]
             rows.append((name, phase_gaps(out["ticks"], out["marks"]), bad))
     heads = [name for name, _, _ in PHASES]

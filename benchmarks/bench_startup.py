@@ -60,8 +60,14 @@ VIEWER = (
     _REPORT
     + """
 {prelude}
+import tempfile
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 from cxrviewer.ui.app import run
+
+# keep the benchmark away from the user's own settings and recent files
+QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tempfile.mkdtemp())
 
 def first_paint(window):
     _report()

@@ -64,8 +64,8 @@ def _coerce(value: object, default: object) -> object:
 
 
 def qsettings() -> QSettings:
-    """The application's QSettings (native format, per user)."""
-    return QSettings(ORGANISATION, APPLICATION)
+    """The application's QSettings (per user, in ``QSettings.defaultFormat()``: native unless changed)."""
+    return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
 
 
 def load_settings(store: QSettings | None = None) -> ViewerSettings:
