@@ -105,7 +105,7 @@ class AiPanel(QWidget):
         self._clear_details()
         self.state.setText(
             f"<b>No AI model available.</b><br>{reason}<br><br>Viewing, windowing and measurements work as"
-            " usual. Install a model folder (see Preferences ▸ Model) to enable the analysis."
+            " usual. Choose a model folder in Preferences (Ctrl+,) to enable the analysis."
         )
 
     def show_error(self, message: str) -> None:

@@ -400,14 +400,7 @@ class MainWindow(QMainWindow):
         self.loader.image_loaded.connect(self._on_image_loaded)
         self.loader.studies_loaded.connect(self._on_studies_loaded)
         self.loader.failed.connect(self._on_load_failed)
-        self.analysis.result_ready.connect(self._on_result)
-        self.analysis.failed.connect(self._on_analysis_failed)
-        self.analysis.cancelled.connect(self._on_analysis_cancelled)
-        self.analysis.unavailable.connect(self._on_model_unavailable)
-        self.analysis.busy_changed.connect(self.busy.setVisible)
-        self.analysis.ready.connect(self._on_analyzer_ready)
-        self.analysis.task_done.connect(self._on_task_done)
-        self.analysis.task_progress.connect(self._on_task_progress)
+        self._wire_analysis()
         self.browser.image_selected.connect(self.show_source)
         self.similar.case_activated.connect(self.show_neighbour)
         self.similar.add_to_library.connect(self.add_current_to_library)
@@ -421,6 +414,35 @@ class MainWindow(QMainWindow):
         oc.lungs_only_toggled.connect(self._set_lungs_only)
         oc.mask_toggled.connect(self._set_mask_visible)
         oc.mask_style_changed.connect(self._set_mask_style)
+
+    def _wire_analysis(self) -> None:
+        a = self.analysis
+        a.result_ready.connect(self._on_result)
+        a.failed.connect(self._on_analysis_failed)
+        a.cancelled.connect(self._on_analysis_cancelled)
+        a.unavailable.connect(self._on_model_unavailable)
+        a.busy_changed.connect(self.busy.setVisible)
+        a.ready.connect(self._on_analyzer_ready)
+        a.task_done.connect(self._on_task_done)
+        a.task_progress.connect(self._on_task_progress)
+
+    def replace_analyzer(self, factory: AnalyzerFactory) -> None:
+        """Use a new analyzer (e.g. after the model settings changed): the old analysis thread is stopped
+        (a running inference is waited for), its pending answers are dropped, and the image on screen is
+        analysed again."""
+        self.batch_running = False
+        self.analysis.shutdown()
+        self.analysis.deleteLater()
+        self.analysis = AnalysisClient(factory, self)
+        self._wire_analysis()
+        self.busy.setVisible(False)
+        self.model_unavailable = None
+        self.analyzer_tasks = set()
+        self.similar.set_library_available(False, "The analyzer is loading.")
+        if self.current is not None:
+            self.analyse_current()
+        elif self.settings.analyse_on_open:
+            self.analysis.warm_up()
 
     def _apply_overlay_settings(self, view: ImageView) -> None:
         s = self.settings
@@ -904,7 +926,10 @@ class MainWindow(QMainWindow):
                 self.settings.model_dir,
                 self.settings.operating_point,
             ):
-                self.statusBar().showMessage("Model settings apply the next time cxrviewer starts.", 8000)
+                from cxrviewer.ui.analysis_backend import pipeline_factory
+
+                self.replace_analyzer(pipeline_factory(self.settings))
+                self.statusBar().showMessage("Model settings changed: the model is loaded again.", 8000)
 
     def show_about(self) -> None:
         QMessageBox.about(

@@ -186,6 +186,10 @@ def test_no_model_keeps_viewing_and_says_so(qtbot, make_window, png_files):
     assert "Research use only" in w.ai_panel.notice.text()
     _open(qtbot, w, png_files[1])  # viewing still works
     assert w.view.displayed_image().shape == (120, 150)
+    # a model is chosen afterwards (Preferences): the image on screen is analysed without a restart
+    with qtbot.waitSignal(w.analysis_shown, timeout=TIMEOUT) as got:
+        w.replace_analyzer(ScriptedAnalyzer().factory)
+    assert got.args[0].path == "cxr_1.png" and w.model_unavailable is None
 
 
 def test_unreadable_file_is_reported(qtbot, make_window, tmp_path, monkeypatch):
