@@ -24,7 +24,9 @@ Categories (the summary in ``docs/reliability.md`` counts these):
 - ``zip``: zip bombs (size and ratio), lying sizes, path traversal names, encryption, unsupported
   compression, too many members, nested archives, a truncated archive (all for ``load_studies``);
 - ``dicomdir``: pydicom's DICOMDIR test sets and a DICOMDIR whose file references escape its folder;
-- ``mutated``: seeded truncations and byte corruptions of a few small real files.
+- ``mutated``: seeded truncations and byte corruptions of a few small real files;
+- ``fuzz-crashes``: the inputs the fuzzer (``fuzz/fuzz_loader.py``) found crashing, committed in
+  ``tests/reliability/crashes/`` (a few kB each).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from pydicom.uid import (
 )
 
 #: Bump when the generated cases change, so that a stale cache is rebuilt.
-CORPUS_VERSION = 5
+CORPUS_VERSION = 6
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 #: pydicom test files that must load (a regression in a common encoding fails the corpus test).
 MUST_LOAD = ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
@@ -767,6 +769,12 @@ def _mutations(root: Path) -> Iterator[Case]:
             yield Case(str(out), "mutated", "either", note=f"{seed_name} with {1 + i} random bytes changed")
 
 
+def _fuzz_crashes() -> Iterator[Case]:
+    for f in sorted((Path(__file__).parent / "crashes").glob("*")):
+        if f.is_file() and f.suffix != ".md":
+            yield Case(str(f), "fuzz-crashes", "either", note="found by the fuzzer")
+
+
 def build_corpus(cache_dir: str | Path) -> list[Case]:
     """Write the generated cases under ``cache_dir`` (reused when already built) and list every case."""
     root = Path(cache_dir) / f"v{CORPUS_VERSION}"
@@ -785,6 +793,7 @@ def build_corpus(cache_dir: str | Path) -> list[Case]:
         *_zips(root),
         *_dicomdirs(root),
         *_mutations(root),
+        *_fuzz_crashes(),
     ]
     index.write_text(json.dumps([asdict(c) for c in cases], indent=0))
     return cases
