@@ -10,7 +10,8 @@ initialised ResNet-18 (224 px, 1 channel; untrained, labelled as such), at the m
   per-channel weights, calibrated on real images); ONNX Runtime int8 *dynamic* quantisation and ORT fp32 at
   optimisation level BASIC as references; ORT fp32 at batch 8 (worklist throughput, per image);
 - the speed-up of each over eager torch;
-- int8 vs fp32 agreement on real images: top-1 agreement and the largest probability change (for a trained
+- int8 vs fp32 agreement on real images other than the 16 it was calibrated on (the model's test split when
+  its ``split`` file is there): top-1 agreement and the largest probability change (for a trained
   model with labels, also top-1 accuracy of both on those images);
 - the single-image end-to-end analysis (``AnalysisPipeline.analyze`` on a real JPEG: read, preprocess,
   classify + CAM, heatmap on the original grid), median over repeats, with the backend ``auto`` chose.
@@ -54,7 +55,9 @@ def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (median reported)")
     p.add_argument("--extra-sizes", type=int, nargs="*", default=[160, 128], help="more input sizes (px)")
-    p.add_argument("--images", type=int, default=48, help="real images for calibration and agreement")
+    p.add_argument(
+        "--images", type=int, default=64, help="real images: 16 calibrate int8, the rest measure it"
+    )
     p.add_argument("--models", type=Path, default=REPO / "models", help="folder of shipped model dirs")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
     p.add_argument("--threads", type=int, default=None, help="compute threads (default: physical cores)")
@@ -103,24 +106,38 @@ def machine() -> str:
     )
 
 
-def real_images(data: Path, n: int) -> tuple[list[np.ndarray], list[str], list[Path], bool]:
-    """``n`` images spread over the shared data set (grayscale uint8), their labels and paths."""
+def test_split_paths(model_dir: Path | None, manifest: ModelManifest) -> set[str] | None:
+    """Image paths of the model's test split (from its ``split`` file), or None without one."""
+    split = manifest.files.get("split")
+    if model_dir is None or split is None or not (model_dir / split.path).is_file():
+        return None
+    with (model_dir / split.path).open(newline="") as fh:
+        return {r["path"] for r in csv.DictReader(fh) if r.get("split") == "test"}
+
+
+def real_images(
+    data: Path, n: int, only: set[str] | None = None
+) -> tuple[list[np.ndarray], list[str], list[Path], str]:
+    """``n`` images spread over the shared data set (grayscale uint8, restricted to ``only`` paths if given),
+    their labels, their paths and a description of where they came from."""
     import cv2
 
     labels_csv = data / "labels.csv"
     if labels_csv.is_file():
         with labels_csv.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = [r for r in csv.DictReader(fh) if only is None or r["path"] in only]
         picked = rows[:: max(1, len(rows) // n)][:n]
         paths = [data / r["path"] for r in picked]
         imgs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
         keep = [i for i, im in enumerate(imgs) if im is not None]
-        return [imgs[i] for i in keep], [picked[i]["label"] for i in keep], [paths[i] for i in keep], True
-    sys.path.insert(0, str(REPO))
+        what = (
+            "real images of the model's test split" if only is not None else "real images of the shared set"
+        )
+        return [imgs[i] for i in keep], [picked[i]["label"] for i in keep], [paths[i] for i in keep], what
     from tests.runtime.models import synthetic_cxr
 
     imgs = [synthetic_cxr(512, 480, seed=i) for i in range(n)]
-    return imgs, ["unknown"] * n, [], False
+    return imgs, ["unknown"] * n, [], "synthetic images"
 
 
 def prepare_dir(model, manifest: ModelManifest, size: int, out: Path, calib: list[np.ndarray]) -> Path:
@@ -145,14 +162,14 @@ def prepare_dir(model, manifest: ModelManifest, size: int, out: Path, calib: lis
     return out
 
 
-def int8_agreement(d: Path, spec: PreprocessSpec, images, labels, manifest, real: bool) -> str:
+def int8_agreement(d: Path, spec: PreprocessSpec, images, labels, manifest, real: str) -> str:
     """Top-1 agreement and max probability change of int8 vs fp32 (and accuracies when labels map)."""
     settings = PredictorSettings(warmup=False)
     f = Predictor.load(d, backend="onnxruntime-cpu-fp32", settings=settings).predict(images)
     q = Predictor.load(d, backend="onnxruntime-cpu-int8", settings=settings).predict(images)
     agree = np.mean([a.top_index == b.top_index for a, b in zip(f, q, strict=True)])
     dp = max(float(np.abs(a.probabilities - b.probabilities).max()) for a, b in zip(f, q, strict=True))
-    text = f"top-1 agreement {agree:.1%}, max |Δp| {dp:.3f} on {len(images)} {'real' if real else 'synthetic'} images"
+    text = f"top-1 agreement {agree:.1%}, max |Δp| {dp:.3f} on {len(images)} {real}"
     label_map = (manifest.task or {}).get("label_map") or {}
     truth = [label_map.get(lab) for lab in labels]
     idx = [i for i, t in enumerate(truth) if t in manifest.labels]
@@ -202,7 +219,8 @@ def bench_size(name: str, model, manifest: ModelManifest, size: int, args, image
     timed["onnxruntime-cpu-fp32, batch 8 (per image)"] = (med8 / 8, min8 / 8)
     rows = list(timed.items())
 
-    agreement = int8_agreement(d, spec, images, labels, manifest, real)
+    # calibration used images[:16]; agreement and accuracy are measured on the others
+    agreement = int8_agreement(d, spec, images[16:], labels[16:], manifest, real)
     e2e_line = "end-to-end: no real image file available"
     if paths:
         import cv2
@@ -244,7 +262,7 @@ def print_table(title: str, rows: list[tuple[str, tuple[float, float]]], agreeme
     print(f"- {e2e}", flush=True)
 
 
-def models_to_run(args) -> list[tuple[str, object, ModelManifest]]:
+def models_to_run(args) -> list[tuple[str, object, ModelManifest, Path | None]]:
     import torch
 
     from cxrviewer.ml.model_io import load_classifier
@@ -256,9 +274,8 @@ def models_to_run(args) -> list[tuple[str, object, ModelManifest]]:
             manifest = load_manifest(mf.parent, verify=False)
             if manifest.kind == "classifier":
                 model, manifest = load_classifier(mf.parent)
-                found.append(
-                    (f"{manifest.name} {manifest.version} ({manifest.architecture['name']})", model, manifest)
-                )
+                label = f"{manifest.name} {manifest.version} ({manifest.architecture['name']})"
+                found.append((label, model, manifest, mf.parent))
     if not found:
         print(f"\n(no shipped classifier under {args.models}; measuring the fresh ResNet-18 only)")
     if not args.no_fresh:
@@ -269,7 +286,7 @@ def models_to_run(args) -> list[tuple[str, object, ModelManifest]]:
             architecture={"name": "resnet18", "num_classes": 3, "in_chans": 1},
             labels=["normal", "pneumonia", "covid"], preprocessing=PreprocessSpec(size=224).to_dict(),
         )  # fmt: skip
-        found.append((FRESH_LABEL, model, manifest))
+        found.append((FRESH_LABEL, model, manifest, None))
     return found
 
 
@@ -280,13 +297,14 @@ def main() -> int:
     print(
         f"# Inference runtime benchmark\n\nMachine: {machine()}; compute threads (torch and ONNX Runtime) {threads}"
     )
-    images, labels, paths, real = real_images(args.data, args.images)
-    print(
-        f"Images: {len(images)} {'real (shared data set)' if real else 'synthetic'}; {args.repeats} repeats, medians"
-    )
+    print(f"{args.repeats} repeats per measurement, interleaved")
     tmp = Path(tempfile.mkdtemp(prefix="cxr-bench-"))
     try:
-        for name, model, manifest in models_to_run(args):
+        for name, model, manifest, model_dir in models_to_run(args):
+            images, labels, paths, real = real_images(
+                args.data, args.images, test_split_paths(model_dir, manifest)
+            )
+            print(f"\n{name}: {len(images)} {real} for calibration, agreement and end-to-end")
             own = manifest.preprocess_spec.size
             sizes = [own] + [s for s in [224, *args.extra_sizes] if s != own]
             for size in sizes:
