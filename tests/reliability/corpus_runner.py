@@ -241,6 +241,10 @@ def summary(outcomes: list[Outcome]) -> str:
             f"{max((o.cpu_s for o in group), default=0):>10.2f} "
             f"{max((o.rss_growth for o in group), default=0) / 2**20:>13.0f}"
         )
+    rows.append(
+        f"CPU {sum(o.cpu_s for o in outcomes):.1f} s and wall clock {sum(o.wall_s for o in outcomes):.1f} s in "
+        f"the loader over all files (worker start-ups and hang waits not included)"
+    )
     return "\n".join(rows)
 
 
