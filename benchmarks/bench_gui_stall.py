@@ -10,7 +10,9 @@ Variants:
 - ``viewer (worker thread)``: the real window; loading in the I/O thread, torch import, model load and
   inference in the analysis thread;
 - ``baseline (GUI thread)``: the same analyzer called directly on the GUI thread between heartbeats (what a
-  viewer without worker threads does).
+  viewer without worker threads does);
+- ``idle window``: the window shown with nothing to do for as long as the viewer run took: the noise floor
+  that the machine's own load puts on any heartbeat.
 
 The model is ``--model`` or, by default, the tiny test classifier written to a temporary folder. Goal: the
 viewer's longest gap < 100 ms.
@@ -69,6 +71,11 @@ if mode == "viewer":
     w.analysis_shown.connect(next_image)
     w.image_shown.connect(lambda *_: marks.setdefault("first_image", clock.elapsed()))
     w.first_painted.connect(lambda: next_image())
+elif mode == "idle":  # noise floor: the window shown, nothing to do, for as long as the viewer run took
+    def idle_done():
+        marks["first_image"] = marks["first_result"] = 0
+        finish()
+    w.first_painted.connect(lambda: QTimer.singleShot(int(float(images[0]) * 1000), idle_done))
 else:  # baseline: the same analyzer, called on the GUI thread, one image per event-loop turn
     from cxrviewer.core import load_image
     state = {}
@@ -158,12 +165,21 @@ def main() -> int:
             out = run(mode, model, images, env, Path(tmp) / f"{mode}-settings.ini")
             bad = [s for s in out["results"] if s != "ok"]
             rows.append((name, phase_gaps(out["ticks"], out["marks"]), bad))
+            if mode == "viewer":
+                viewer_seconds = out["ticks"][-1] / 1000.0
+        idle = run("idle", model, [str(viewer_seconds)], env, Path(tmp) / "idle-settings.ini")
+        ticks = idle["ticks"]
+        idle_gap = max(b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True))
     heads = [name for name, _, _ in PHASES]
     print("\nlongest gap between 10 ms heartbeats on the GUI thread, ms")
     print(f"{'variant':26s}" + "".join(f"{h:>16s}" for h in heads))
     for name, gaps, bad in rows:
         extra = f"  (non-ok results: {bad})" if bad else ""
         print(f"{name:26s}" + "".join(f"{gaps[h]:16.0f}" for h in heads) + extra)
+    print(
+        f"{'idle window (noise floor)':26s}{idle_gap:16.0f}   (longest gap over {viewer_seconds:.0f} s with "
+        "nothing to do: what the machine's load alone costs)"
+    )
     steady = rows[0][1]["later analyses"]
     print(
         f"\nlater analyses: viewer {steady:.0f} ms vs {rows[1][1]['later analyses']:.0f} ms on the GUI thread; "

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 RESEARCH_NOTICE = "Research use only — not for diagnosis"
 
 
+def _set_visible(widget: QWidget, visible: bool) -> None:
+    """Show or hide ``widget`` only when that changes (each change re-lays out the dock)."""
+    if widget.isHidden() == visible:
+        widget.setVisible(visible)
+
+
 def _fmt_pct(x: float | None) -> str:
     return "—" if x is None else f"{100.0 * x:.0f} %"
 
@@ -76,47 +82,52 @@ class AiPanel(QWidget):
         layout.addWidget(self.model_info)
         layout.addStretch(1)
         self.result: AnalysisResult | None = None
+        self._bar_rows: list[tuple[QLabel, QProgressBar]] = []
+        self._rows_used = 0
         self.show_idle()
 
     # ------------------------------------------------------------------------------------------ states
-    def _clear_details(self) -> None:
-        while self.bars.count():
-            item = self.bars.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+    # Widgets are reused and shown/hidden only when their state changes: every visibility change re-lays
+    # out the dock, which is what made a naive rebuild cost tens of milliseconds per result.
+    def _begin(self) -> None:
+        self._rows_used = 0
         for label in (self.operating_point, self.warnings, self.model_info):
             label.clear()
-            label.setVisible(False)
-        self.bars_frame.setVisible(False)
+
+    def _finish(self) -> None:
+        for label in (self.operating_point, self.warnings, self.model_info):
+            _set_visible(label, bool(label.text()))
+        for i, (label, bar) in enumerate(self._bar_rows):
+            _set_visible(label, i < self._rows_used)
+            _set_visible(bar, i < self._rows_used)
+        _set_visible(self.bars_frame, self._rows_used > 0)
+
+    def _show_text(self, text: str) -> None:
+        self.result = None
+        self._begin()
+        self.state.setText(text)
+        self._finish()
 
     def show_idle(self, text: str = "Open an image to analyse it.") -> None:
-        self.result = None
-        self._clear_details()
-        self.state.setText(text)
+        self._show_text(text)
 
     def show_running(self) -> None:
-        self.result = None
-        self._clear_details()
-        self.state.setText("Analysing…")
+        self._show_text("Analysing…")
 
     def show_unavailable(self, reason: str) -> None:
         """No model can be used: viewing works, the panel says why and what to do."""
-        self.result = None
-        self._clear_details()
-        self.state.setText(
+        self._show_text(
             f"<b>No AI model available.</b><br>{reason}<br><br>Viewing, windowing and measurements work as"
             " usual. Choose a model folder in Preferences (Ctrl+,) to enable the analysis."
         )
 
     def show_error(self, message: str) -> None:
-        self.result = None
-        self._clear_details()
-        self.state.setText(f"<b>Analysis failed.</b><br>{message}")
+        self._show_text(f"<b>Analysis failed.</b><br>{message}")
 
     def show_result(self, result: AnalysisResult) -> None:
         """Render ``result`` (ok, abstained or error)."""
         self.result = result
-        self._clear_details()
+        self._begin()
         if result.status == "abstained":
             self.state.setText(
                 f"<b>No assessment: the model abstained.</b><br>{result.reason or 'no reason given'}"
@@ -130,26 +141,38 @@ class AiPanel(QWidget):
         self._show_operating_point(result)
         if result.warnings:
             self.warnings.setText("\n".join(f"⚠ {w}" for w in result.warnings))
-            self.warnings.setVisible(True)
         self._show_model_info(result)
+        self._finish()
 
-    def _show_bars(self, result: AnalysisResult) -> None:
-        if not result.probabilities:
-            return
-        positive = result.operating_point.positive_class if result.operating_point else None
-        for row, (name, p) in enumerate(sorted(result.probabilities.items(), key=lambda kv: -kv[1])):
-            label = QLabel(name)
-            bar = QProgressBar()
+    def shown_bars(self) -> list[tuple[str, str]]:
+        """The visible probability rows as (class, "12.3 %")."""
+        return [(lab.text(), bar.format()) for lab, bar in self._bar_rows[: self._rows_used]]
+
+    def _bar_row(self, i: int) -> tuple[QLabel, QProgressBar]:
+        while len(self._bar_rows) <= i:
+            label, bar = QLabel(), QProgressBar()
             bar.setObjectName("probBar")
             bar.setRange(0, 1000)
-            bar.setValue(round(1000 * float(p)))
             bar.setTextVisible(True)
-            bar.setFormat(f"{100 * float(p):.1f} %")
-            bar.setProperty("positiveClass", name == positive)
-            bar.setAccessibleName(f"{name} probability")
+            row = len(self._bar_rows)
             self.bars.addWidget(label, row, 0)
             self.bars.addWidget(bar, row, 1)
-        self.bars_frame.setVisible(True)
+            self._bar_rows.append((label, bar))
+        return self._bar_rows[i]
+
+    def _show_bars(self, result: AnalysisResult) -> None:
+        positive = result.operating_point.positive_class if result.operating_point else None
+        for row, (name, p) in enumerate(sorted(result.probabilities.items(), key=lambda kv: -kv[1])):
+            label, bar = self._bar_row(row)
+            label.setText(name)
+            bar.setValue(round(1000 * float(p)))
+            bar.setFormat(f"{100 * float(p):.1f} %")
+            bar.setAccessibleName(f"{name} probability")
+            if bar.property("positiveClass") != (name == positive):
+                bar.setProperty("positiveClass", name == positive)
+                bar.style().unpolish(bar)
+                bar.style().polish(bar)
+        self._rows_used = len(result.probabilities)
 
     def _show_operating_point(self, result: AnalysisResult) -> None:
         op = result.operating_point
@@ -163,7 +186,6 @@ class AiPanel(QWidget):
             f"sensitivity {_fmt_pct(op.sensitivity)}{_fmt_ci(op.sensitivity_ci)}, "
             f"specificity {_fmt_pct(op.specificity)}{_fmt_ci(op.specificity_ci)}{verdict}"
         )
-        self.operating_point.setVisible(True)
 
     def _show_model_info(self, result: AnalysisResult) -> None:
         parts = [f"Model: {result.model_id or 'unknown'}"]
@@ -178,4 +200,3 @@ class AiPanel(QWidget):
         if result.saliency_outside_lungs is not None:
             parts.append(f"Saliency outside the lungs: {100 * result.saliency_outside_lungs:.0f} %")
         self.model_info.setText("\n".join(parts))
-        self.model_info.setVisible(True)

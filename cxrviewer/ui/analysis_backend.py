@@ -141,6 +141,14 @@ class PipelineAnalyzer:
         return f"Added to your case library “{name}” as case {case_id} ({label})."
 
 
+def analysis_threads() -> int:
+    """CPU threads for inference in the viewer: one physical core fewer than the machine has (at least one),
+    so that the GUI thread always finds a free core while a model runs."""
+    from cxrviewer.ml.backends.threads import physical_cores
+
+    return max(1, physical_cores() - 1)
+
+
 def pipeline_factory(
     settings: ViewerSettings,
     library_paths: list[Path] | None = None,
@@ -169,6 +177,7 @@ def pipeline_factory(
                 model_dir=settings.model_dir or None,
                 device=settings.device,
                 operating_point=settings.operating_point or None,
+                threads=analysis_threads(),
             ),
             libraries=libraries,
         )

@@ -37,7 +37,14 @@ from cxrviewer.ui.image_stats import PRESET_ORDER, LoadedImage, prepare_image
 from cxrviewer.ui.metadata_panel import MetadataPanel
 from cxrviewer.ui.overlay_controls import OverlayControls
 from cxrviewer.ui.preferences_dialog import PreferencesDialog
-from cxrviewer.ui.settings import ViewerSettings, add_recent_path, load_settings, recent_paths, save_settings
+from cxrviewer.ui.settings import (
+    ViewerSettings,
+    add_recent_path,
+    load_settings,
+    qsettings,
+    recent_paths,
+    save_settings,
+)
 from cxrviewer.ui.similar_panel import SimilarCasesPanel
 from cxrviewer.ui.study_browser import StudyBrowser, image_sources
 from cxrviewer.ui.workers import AnalysisClient, AnalyzerFactory, LoadClient
@@ -83,7 +90,7 @@ class MainWindow(QMainWindow):
         store: QSettings | None = None,
     ) -> None:
         super().__init__()
-        self.store = store
+        self.store = store if store is not None else qsettings()  # one object: Qt batches its disk writes
         self.settings = settings or load_settings(store)
         if analyzer_factory is None:
             from cxrviewer.ui.analysis_backend import pipeline_factory

@@ -21,7 +21,9 @@ w.shutdown()
 
 
 def test_building_the_window_imports_nothing_heavy(tmp_path):
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))  # not the user's settings
+    env = dict(
+        os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path)
+    )  # not the user's settings
     out = subprocess.run(
         [sys.executable, "-c", CODE], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )

@@ -54,7 +54,9 @@ def test_open_file_shows_image_metadata_and_analysis(qtbot, make_window, png_fil
     assert rows["Size"] == "140 × 160 px" and "unknown" in rows["Pixel spacing"]
     result = got.args[0]
     assert w.ai_panel.result is result and result.top_label in w.ai_panel.state.text()
-    assert w.ai_panel.bars.count() == 2 * len(result.probabilities)
+    assert [name for name, _ in w.ai_panel.shown_bars()] == sorted(
+        result.probabilities, key=lambda k: -result.probabilities[k]
+    )
     assert "Research use only" in w.ai_panel.notice.text()
     assert "balanced" in w.ai_panel.operating_point.text() and "90 %" in w.ai_panel.operating_point.text()
     assert "test warning" in w.ai_panel.warnings.text()
