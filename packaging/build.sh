@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build the one-folder app into dist/cxrviewer/ with PyInstaller (re-runnable: each run starts clean).
+#
+#   bash packaging/build.sh            # CPU build: ONNX Runtime, no torch at run time
+#   CXR_BUILD=gpu bash packaging/build.sh   # GPU build: torch with CUDA (large; needs a CUDA torch in the venv)
+#   CXR_WITH_EXPORTS=1 ...             # also bundle the PDF/DICOM export and PACS stack
+#
+# Environment: PYTHON (default .venv/bin/python, which needs `pip install -e ".[packaging]"`), NICE (default 10:
+# the build is CPU-heavy; it runs at lower priority so a shared machine stays usable).
+# Prints the size of dist/cxrviewer and the build time. Rebuild after models/ changes: the models are copied
+# into the bundle at build time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+export CXR_BUILD="${CXR_BUILD:-cpu}"
+export CXR_WITH_EXPORTS="${CXR_WITH_EXPORTS:-0}"
+NICE="${NICE:-10}"
+
+"$PYTHON" -c "import PyInstaller" 2>/dev/null || {
+    echo "PyInstaller is missing: $PYTHON -m pip install -e '.[packaging]'" >&2
+    exit 2
+}
+
+echo "== cxrviewer build: target=$CXR_BUILD exports=$CXR_WITH_EXPORTS python=$PYTHON"
+if ! ls models/*/manifest.json >/dev/null 2>&1; then
+    echo "!! models/ holds no model: this build can view images but not analyse them" >&2
+fi
+
+start=$(date +%s)
+rm -rf "$ROOT/dist/cxrviewer" "$ROOT/build/pyinstaller"
+# Platform icons (Windows .ico, macOS .icns where iconutil exists) from resources/icons/cxrviewer.svg.
+QT_QPA_PLATFORM=offscreen nice -n "$NICE" "$PYTHON" packaging/make_icons.py "$ROOT/build/icons" || \
+    echo "!! icons not generated; building without a platform icon" >&2
+nice -n "$NICE" "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
+    --distpath "$ROOT/dist" --workpath "$ROOT/build/pyinstaller" packaging/cxrviewer.spec
+# The interpreter's libraries keep their symbols in pyenv/distribution builds (libpython alone: 22 -> 5 MB).
+# Only these are stripped: wheels' libraries are often patchelf-edited, and strip corrupts those.
+if [ "$(uname -s)" = Linux ] && command -v strip >/dev/null; then
+    strip --strip-unneeded "$ROOT"/dist/cxrviewer/_internal/libpython3*.so* \
+        "$ROOT"/dist/cxrviewer/_internal/python3*/lib-dynload/*.so 2>/dev/null || true
+fi
+end=$(date +%s)
+
+echo "== built dist/cxrviewer in $((end - start)) s"
+du -sh "$ROOT/dist/cxrviewer"
+echo "== largest parts:"
+du -s "$ROOT"/dist/cxrviewer/_internal/* 2>/dev/null | sort -rn | head -12 | \
+    awk '{printf "%8.1f MB  %s\n", $1/1024, $2}' | sed "s#$ROOT/##"
