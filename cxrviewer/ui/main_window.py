@@ -305,6 +305,13 @@ class MainWindow(QMainWindow):
         self.docks_menu = vm.addMenu("&Panels")
         for d in (self.studies_dock, self.metadata_dock, self.ai_dock, self.similar_dock, self.worklist_dock):
             self.docks_menu.addAction(d.toggleViewAction())
+        a["next_image"] = self._action(
+            "&Next image", lambda: self.step_image(+1), "PgDown", tip="Next worklist image"
+        )
+        a["previous_image"] = self._action(
+            "P&revious image", lambda: self.step_image(-1), "PgUp", tip="Previous worklist image"
+        )
+        vm.addActions([a["next_image"], a["previous_image"]])
         a["close_compare"] = self._action("Close &comparison", self.close_compare, "Shift+C")
         vm.addAction(a["close_compare"])
         vm.addAction(a["fullscreen"])
@@ -751,6 +758,21 @@ class MainWindow(QMainWindow):
         self.worklist.worklist.mark_running(item.key)
         self.worklist.item_changed(item.key)
         self.analysis.submit(item.source, tag=("batch", item.key), channel="batch")
+
+    def step_image(self, step: int) -> bool:
+        """Show the next (``step`` = +1) or previous (-1) image of the worklist, in its current order."""
+        items = list(self.worklist.worklist) if self.worklist.model._worklist is not None else []
+        if not items:
+            return False
+        keys = [i.key for i in items]
+        here = keys.index(self.current.key) if self.current is not None and self.current.key in keys else -1
+        target = here + step if here >= 0 else (0 if step > 0 else len(items) - 1)
+        if not 0 <= target < len(items):
+            self.statusBar().showMessage("No more images in the worklist.", 3000)
+            return False
+        self.worklist.table.selectRow(target)
+        self.show_source(items[target].source)
+        return True
 
     def export_worklist(self, path: str | Path, fmt: str) -> Path:
         """Write the worklist as ``csv`` or ``json`` to ``path``."""

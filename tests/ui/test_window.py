@@ -363,3 +363,18 @@ def test_preferences_dialog_round_trip(qtbot, settings_store):
         "fill",
         False,
     )
+
+
+def test_page_down_steps_through_the_worklist(qtbot, make_window, png_files):
+    w = make_window(ScriptedAnalyzer().factory)
+    with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT):
+        w.open_paths(png_files)
+    assert w.current.title == "cxr_0.png"
+    for expected in ("cxr_1.png", "cxr_2.png"):
+        with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT) as got:
+            w.actions_by_name["next_image"].trigger()
+        assert got.args[0].title == expected
+    assert not w.step_image(+1)  # the end of the list
+    with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT) as got:
+        w.actions_by_name["previous_image"].trigger()
+    assert got.args[0].title == "cxr_1.png"
