@@ -152,8 +152,11 @@ def _build_backend(
                 "expected logits and features; re-export it with cxr-trainer export"
             )
         return backend
+    from cxrviewer.ml.backends.threads import prefer_passive_openmp
     from cxrviewer.ml.backends.torch_backend import TorchBackend
     from cxrviewer.ml.model_io import load_classifier
+
+    prefer_passive_openmp()  # before load_classifier imports torch
 
     model, _ = load_classifier(model_dir, verify=False)  # verified a moment ago by Predictor.load
     device = "cuda" if "cuda" in choice.name else "cpu"

@@ -262,12 +262,13 @@ class AnalysisPipeline:
     # -- stages ------------------------------------------------------------------------------------------
     def _start(self, item, label: str) -> _Job:
         """Model, load, gate (and the lung mask when the model takes it as an input channel)."""
-        job = _Job(path=label, started=time.perf_counter())
         try:
-            predictor = self.load()
+            predictor = self.load()  # once; not part of any image's latency
         except RuntimeError as exc:
+            job = _Job(path=label, started=time.perf_counter())
             self._end(job, "error", str(exc))
             return job
+        job = _Job(path=label, started=time.perf_counter())
         try:
             with _Timer(job.timings, "load"):
                 job.image = item if isinstance(item, np.ndarray) else read_display_image(item)

@@ -45,3 +45,17 @@ def test_onnxruntime_predictor_on_cpu_never_imports_torch(pristine_model_dir, de
     )
     assert "onnxruntime" in mods
     assert "torch" not in mods
+
+
+def test_torch_backend_sets_passive_openmp_before_importing_torch(pristine_model_dir):
+    code = (
+        "import os, sys, json\n"
+        "os.environ.pop('OMP_WAIT_POLICY', None)\n"
+        "from cxrviewer.ml.predictor import Predictor\n"
+        f"p = Predictor.load({str(pristine_model_dir)!r}, backend='torch-cpu-fp32')\n"
+        "print(json.dumps([p.backend, os.environ.get('OMP_WAIT_POLICY')]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["torch-cpu-fp32", "PASSIVE"]

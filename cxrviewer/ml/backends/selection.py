@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrviewer.ml.backends.threads import prefer_passive_openmp
 from cxrviewer.ml.manifest import ModelManifest
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -75,6 +76,7 @@ def cuda_status() -> tuple[bool, str]:
         return False, "no CUDA device is available (no NVIDIA driver found)"
     if importlib.util.find_spec("torch") is None:
         return False, "torch is not installed"
+    prefer_passive_openmp()
     import torch
 
     if not torch.cuda.is_available():
