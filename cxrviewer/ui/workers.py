@@ -135,34 +135,30 @@ class LoadWorker(QObject):
         super().__init__()
         self._is_cancelled = is_cancelled
 
-    @Slot(int, object)
-    def load_image(self, generation: int, source: object) -> None:
+    def _run(self, generation: int, work: Callable[[], object], done: Signal) -> None:
+        """``done(generation, work())`` unless the request was cancelled; ``failed`` with the message if
+        ``work`` raised (a LoadError carries a human message; anything else is reported too)."""
         if self._is_cancelled(generation):
             self.skipped.emit(generation)
             return
         try:
-            from cxrviewer.core import load_image
-
-            image = load_image(source)
-            loaded = prepare_image(image)
-        except Exception as exc:  # LoadError carries a human message; anything else is reported too
-            self.failed.emit(generation, _message(exc))
-            return
-        self.image_loaded.emit(generation, loaded)
-
-    @Slot(int, object)
-    def load_studies(self, generation: int, path: object) -> None:
-        if self._is_cancelled(generation):
-            self.skipped.emit(generation)
-            return
-        try:
-            from cxrviewer.core import load_studies
-
-            tree = load_studies(path)
+            value = work()
         except Exception as exc:
             self.failed.emit(generation, _message(exc))
             return
-        self.studies_loaded.emit(generation, tree)
+        done.emit(generation, value)
+
+    @Slot(int, object)
+    def load_image(self, generation: int, source: object) -> None:
+        from cxrviewer.core import load_image
+
+        self._run(generation, lambda: prepare_image(load_image(source)), self.image_loaded)
+
+    @Slot(int, object)
+    def load_studies(self, generation: int, path: object) -> None:
+        from cxrviewer.core import load_studies
+
+        self._run(generation, lambda: load_studies(path), self.studies_loaded)
 
 
 class LoadClient(_RequestClient):

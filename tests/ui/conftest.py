@@ -12,16 +12,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-
-def synthetic_cxr(h: int = 160, w: int = 140, seed: int = 0) -> np.ndarray:
-    """A uint8 chest-radiograph-like image (bright mediastinum, two dark lung fields, noise)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = 150 + 40 * np.exp(-(((xx - w / 2) / (0.12 * w)) ** 2))
-    for cx in (0.3 * w, 0.7 * w):
-        img -= 70 * np.exp(-(((xx - cx) / (0.15 * w)) ** 2 + ((yy - 0.5 * h) / (0.3 * h)) ** 2))
-    img += rng.normal(0, 8, size=(h, w))
-    return np.clip(img, 0, 255).astype(np.uint8)
+from tests.runtime.models import synthetic_cxr  # noqa: E402  (a CXR-like uint8 image)
 
 
 @pytest.fixture

@@ -210,7 +210,7 @@ def test_unreadable_file_is_reported(qtbot, make_window, tmp_path, monkeypatch):
 def test_similar_case_opens_side_by_side_synchronised(qtbot, make_window, png_files):
     import cv2
 
-    from tests.ui.conftest import synthetic_cxr
+    from tests.runtime.models import synthetic_cxr
 
     ok, png = cv2.imencode(".png", synthetic_cxr(64, 64, seed=5))
     w = make_window(ScriptedAnalyzer(thumbnail_png=png.tobytes()).factory)
