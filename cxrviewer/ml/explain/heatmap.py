@@ -129,7 +129,7 @@ def build_heatmap(
     warning = None
     if area == 0.0:
         warning = "The lung mask is empty, so the heatmap cannot be checked against the lungs."
-    elif m.max() > 0 and outside >= baseline + settings.warn_margin:
+    elif m.max() > 0 and outside >= baseline + settings.warn_margin - 1e-6:  # a uniform map counts
         warning = (
             f"{outside:.0%} of the heatmap lies outside the lungs, no less than a uniform map would "
             f"({baseline:.0%}): the model may rely on something other than the lungs."
