@@ -9,12 +9,12 @@ an image that is no longer on screen only update the worklist.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QScrollArea,
     QSplitter,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +32,7 @@ from cxrviewer import INTENDED_USE, __version__
 from cxrviewer.resources import resources_dir
 from cxrviewer.ui.ai_panel import RESEARCH_NOTICE, AiPanel
 from cxrviewer.ui.background_import import BackgroundImport
-from cxrviewer.ui.image_stats import PRESET_ORDER, LoadedImage, prepare_image
+from cxrviewer.ui.image_stats import LoadedImage, prepare_image
 from cxrviewer.ui.metadata_panel import MetadataPanel
 from cxrviewer.ui.overlay_controls import OverlayControls
 from cxrviewer.ui.preferences_dialog import PreferencesDialog
@@ -47,6 +46,7 @@ from cxrviewer.ui.settings import (
 )
 from cxrviewer.ui.similar_panel import SimilarCasesPanel
 from cxrviewer.ui.study_browser import StudyBrowser, image_sources
+from cxrviewer.ui.window_actions import build_menus_and_toolbar
 from cxrviewer.ui.workers import AnalysisClient, AnalyzerFactory, LoadClient
 from cxrviewer.ui.worklist_view import WorklistPanel
 
@@ -220,167 +220,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.studies_dock, self.ai_dock], [270, 330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.ai_dock, self.similar_dock], [520, 330], Qt.Orientation.Vertical)
 
-    def _action(
-        self,
-        text: str,
-        slot: Callable[..., Any],
-        shortcut: QKeySequence | str | None = None,
-        checkable: bool = False,
-        tip: str | None = None,
-    ) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-        act.setCheckable(checkable)
-        if tip:
-            act.setToolTip(f"{tip} ({act.shortcut().toString()})" if shortcut else tip)
-            act.setStatusTip(tip)
-        act.triggered.connect(slot)
-        self.addAction(act)
-        return act
-
     def _build_actions(self) -> None:
-        mb = self.menuBar()
-        a = self.actions_by_name = {}
-        # File
-        a["open_file"] = self._action("Open &file…", self.open_file_dialog, QKeySequence.StandardKey.Open)
-        a["open_folder"] = self._action("Open f&older…", self.open_folder_dialog, "Ctrl+Shift+O")
-        a["open_compare"] = self._action(
-            "Open &prior for comparison…", self.open_compare_dialog, "Ctrl+Shift+P"
-        )
-        a["export_csv"] = self._action("Export worklist as &CSV…", lambda: self.export_worklist_dialog("csv"))
-        a["export_json"] = self._action(
-            "Export worklist as &JSON…", lambda: self.export_worklist_dialog("json")
-        )
-        a["preferences"] = self._action(
-            "&Preferences…", self.open_preferences, QKeySequence.StandardKey.Preferences
-        )
-        a["quit"] = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        fm = mb.addMenu("&File")
-        fm.addActions([a["open_file"], a["open_folder"], a["open_compare"]])
-        self.recent_menu = fm.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        fm.addSeparator()
-        fm.addActions([a["export_csv"], a["export_json"]])
-        fm.addSeparator()
-        fm.addActions([a["preferences"], a["quit"]])
-
-        # View
-        a["fit"] = self._action("&Fit", lambda: self.view.fit(), "F", tip="Fit the image to the window")
-        a["one_to_one"] = self._action(
-            "&1:1", lambda: self.view.actual_pixels(), "1", tip="One image pixel per screen pixel"
-        )
-        a["zoom_in"] = self._action(
-            "Zoom &in", lambda: self.view.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn
-        )
-        a["zoom_out"] = self._action(
-            "Zoom &out", lambda: self.view.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut
-        )
-        a["rotate_cw"] = self._action(
-            "Rotate &right", lambda: self.view.rotate(90), "R", tip="Rotate 90° clockwise"
-        )
-        a["rotate_ccw"] = self._action("Rotate &left", lambda: self.view.rotate(-90), "Shift+R")
-        a["flip_h"] = self._action("Flip &horizontal", lambda c: self.view.set_flip(horizontal=c), "H", True)
-        a["flip_v"] = self._action("Flip &vertical", lambda c: self.view.set_flip(vertical=c), "V", True)
-        a["reset_orientation"] = self._action("Reset &orientation", self._reset_orientation, "0")
-        a["invert"] = self._action(
-            "&Invert", lambda c: self.view.set_inverted(c), "I", True, tip="Invert grey levels"
-        )
-        a["fullscreen"] = self._action(
-            "F&ull screen", self.toggle_full_screen, QKeySequence.StandardKey.FullScreen, True
-        )
-        a["fullscreen"].setShortcuts([QKeySequence("F11"), QKeySequence(QKeySequence.StandardKey.FullScreen)])
-        vm = mb.addMenu("&View")
-        vm.addActions([a["fit"], a["one_to_one"], a["zoom_in"], a["zoom_out"]])
-        vm.addSeparator()
-        vm.addActions([a["rotate_cw"], a["rotate_ccw"], a["flip_h"], a["flip_v"], a["reset_orientation"]])
-        vm.addSeparator()
-        vm.addAction(a["invert"])
-        wm = vm.addMenu("&Window presets")
-        for i, name in enumerate(PRESET_ORDER):
-            act = self._action(name.title(), functools.partial(self.apply_preset, name), f"F{i + 2}")
-            a[f"preset_{name}"] = act
-            wm.addAction(act)
-        vm.addSeparator()
-        self.docks_menu = vm.addMenu("&Panels")
-        for d in (self.studies_dock, self.metadata_dock, self.ai_dock, self.similar_dock, self.worklist_dock):
-            self.docks_menu.addAction(d.toggleViewAction())
-        a["next_image"] = self._action(
-            "&Next image", lambda: self.step_image(+1), "PgDown", tip="Next worklist image"
-        )
-        a["previous_image"] = self._action(
-            "P&revious image", lambda: self.step_image(-1), "PgUp", tip="Previous worklist image"
-        )
-        vm.addActions([a["next_image"], a["previous_image"]])
-        a["close_compare"] = self._action("Close &comparison", self.close_compare, "Shift+C")
-        vm.addAction(a["close_compare"])
-        vm.addAction(a["fullscreen"])
-
-        # Tools
-        tools = QActionGroup(self)
-        tools.setExclusive(True)
-        for key, text, sc, tip in (
-            ("pan", "Pan", "P", "Left drag pans; wheel zooms"),
-            ("windowing", "W/L", "W", "Left drag adjusts window/level (right or middle drag always does)"),
-            ("distance", "Distance", "M", "Measure a distance (mm when the pixel spacing is known)"),
-            ("ctr", "CTR", "C", "Cardiothoracic ratio: draw the heart width, then the thorax width"),
-        ):
-            act = self._action(text, functools.partial(self.set_tool, key), sc, True, tip)
-            tools.addAction(act)
-            a[f"tool_{key}"] = act
-        a["tool_pan"].setChecked(True)
-        a["clear_measurements"] = self._action(
-            "Clear measurements", lambda: self.view.measurements.clear(), "Delete"
-        )
-        tm = mb.addMenu("&Tools")
-        tm.addActions(tools.actions())
-        tm.addAction(a["clear_measurements"])
-
-        # Analysis
-        a["analyse"] = self._action("&Analyse image", self.analyse_current, "Ctrl+R")
-        a["cancel"] = self._action("&Cancel analysis", self.cancel_analysis, "Ctrl+.")
-        a["heatmap"] = self._action(
-            "Show &heatmap", lambda c: self.overlay_controls.heatmap.setChecked(c), "O", True
-        )
-        a["heatmap"].setChecked(self.settings.heatmap_visible)
-        a["mask"] = self._action(
-            "Show &lung mask", lambda c: self.overlay_controls.mask.setChecked(c), "L", True
-        )
-        a["mask"].setChecked(self.settings.mask_visible)
-        am = mb.addMenu("&Analysis")
-        am.addActions([a["analyse"], a["cancel"]])
-        am.addSeparator()
-        am.addActions([a["heatmap"], a["mask"]])
-        am.addSeparator()
-        a["analyse_all"] = self._action("Analyse &worklist", self.analyse_worklist, "Ctrl+Shift+R")
-        am.addAction(a["analyse_all"])
-        a["occlusion"] = self._action(
-            "&Occlusion heatmap",
-            self.compute_occlusion,
-            "Ctrl+E",
-            tip="Slide a patch over the image and map how much the score drops (slower, exact; cancellable)",
-        )
-        am.addAction(a["occlusion"])
-
-        hm = mb.addMenu("&Help")
-        a["about"] = self._action("&About cxrviewer", self.show_about)
-        hm.addAction(a["about"])
-
-        tb = QToolBar("Tools")
-        tb.setObjectName("toolbar")
-        tb.setMovable(False)
-        tb.addActions([a["open_file"], a["open_folder"]])
-        tb.addSeparator()
-        tb.addActions(tools.actions())
-        tb.addSeparator()
-        tb.addActions([a["fit"], a["one_to_one"], a["rotate_cw"], a["flip_h"], a["invert"]])
-        tb.addSeparator()
-        for name in ("default", "lung", "soft tissue", "bone", "auto"):
-            tb.addAction(a[f"preset_{name}"])
-        tb.addSeparator()
-        tb.addActions([a["analyse"], a["cancel"]])
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
-        self.toolbar = tb
+        build_menus_and_toolbar(self)
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
