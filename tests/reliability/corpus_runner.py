@@ -149,6 +149,7 @@ def worker(cases_file: str, start: int, out_file: str) -> None:
     warnings.simplefilter("ignore")
     size = _status_kib("VmSize") * 1024
     resource.setrlimit(resource.RLIMIT_AS, (size + ADDRESS_SPACE_HEADROOM, resource.RLIM_INFINITY))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing decoder must not write a core dump
     cases = [Case(**c) for c in json.loads(Path(cases_file).read_text())]
     with open(out_file, "a", buffering=1) as out:
         for i in range(start, len(cases)):
@@ -214,7 +215,7 @@ def _one_worker(cases, start, cases_file, out_file, err_file, outcomes, hang_s) 
             return current + 1
         time.sleep(0.02)
     if current is not None:  # died inside a case
-        tail = err_file.read_text()[-400:].strip()
+        tail = " | ".join(err_file.read_text().strip().splitlines()[-3:])[-300:]
         outcomes[current] = _failed(cases, current, "crash", f"worker exit status {proc.returncode}: {tail}")
         return current + 1
     if proc.returncode != 0 and len(outcomes) < len(cases):

@@ -12,7 +12,10 @@ Any other failure fails the test.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.reliability.build_corpus import build_corpus, counts_by_category
@@ -37,6 +40,16 @@ KNOWN_LOADER_BUGS = {
 }
 
 
+#: ZIP cases whose study tree must list exactly this many images (traversal names and bombs left out).
+EXPECTED_IMAGES = {
+    "zip/valid.zip": 2,
+    "zip/zip_traversal.zip": 1,
+    "zip/zip_bomb_1100mb.zip": 1,
+    "zip/zip_ratio_bomb_300mb.zip": 1,
+    "zip/zip_bomb_many_members.zip": 0,
+}
+
+
 def _state(roots: list[Path]) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file and folder under ``roots``."""
     out = {}
@@ -53,6 +66,7 @@ def _known(path: str) -> str | None:
     return next((why for suffix, why in KNOWN_LOADER_BUGS.items() if path.endswith(suffix)), None)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the bounds are measured through /proc and RLIMIT_AS")
 def test_corpus_loads_or_refuses_within_bounds(capsys):
     cases = build_corpus(CORPUS_CACHE)
     assert len(cases) >= 300, counts_by_category(cases)
@@ -73,6 +87,8 @@ def test_corpus_loads_or_refuses_within_bounds(capsys):
             print(f"  known loader bug: {Path(path).name}: {'; '.join(issues)}")
         for suffix in fixed:
             print(f"  KNOWN_LOADER_BUGS entry now passes, remove it: {suffix}")
+    listed = {s: o.images for o in outcomes for s in EXPECTED_IMAGES if o.path.endswith(s)}
+    assert listed == EXPECTED_IMAGES, f"images listed by load_studies: {listed}"
     assert _state(watched) == before, "the loader modified, created or deleted files in the corpus"
     escaped = [
         p
