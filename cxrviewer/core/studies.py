@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
 from cxrviewer.core.dicom_reader import NOT_CAUGHT, check_image_header, is_dicomdir, read_dataset, read_header
+from cxrviewer.core.dicomdir import check_record_links
 from cxrviewer.core.errors import LoadError
 from cxrviewer.core.identifiers import derived_patient_id, derived_uid
 from cxrviewer.core.image import CxrImage
@@ -188,6 +189,11 @@ def _scan_file(path: Path, headers: list[_Header], skipped: list[SkippedFile], *
 
 
 def _scan_dicomdir(path: Path, ds: Dataset, headers: list[_Header], skipped: list[SkippedFile]) -> None:
+    try:
+        check_record_links(ds)  # pydicom's FileSet would loop forever on a cyclic index
+    except LoadError as exc:
+        skipped.append(SkippedFile(ImageSource(path), f"{exc.reason}: not read"))
+        return
     try:
         files = [Path(instance.path) for instance in FileSet(ds)]
     except Exception as exc:  # noqa: BLE001 - a damaged index is reported, not fatal

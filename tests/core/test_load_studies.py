@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 import zipfile
 from pathlib import Path
 
@@ -165,6 +166,36 @@ def test_pydicom_dicomdir_test_set() -> None:
     root = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
     tree = load_studies(root / "DICOMDIR")
     assert len(tree.patients) == 2 and len(tree.images()) == 31
+
+
+@pytest.mark.parametrize("link", ["next-to-itself", "next-to-earlier", "lower-to-parent", "dangling"])
+def test_dicomdir_with_bad_record_links_is_skipped_not_followed(tmp_path: Path, link: str) -> None:
+    """pydicom's FileSet loops forever on a cyclic index: the links are checked first, the index skipped."""
+    source = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / "DICOMDIR"
+    ds = pydicom.dcmread(source)
+    records = list(ds.DirectoryRecordSequence)
+    first, second = records[0], records[1]  # the first patient and its first study
+    assert second.seq_item_tell == first.OffsetOfReferencedLowerLevelDirectoryEntity
+    data = bytearray(source.read_bytes())
+
+    def set_offset(record, keyword: str, value: int) -> None:
+        tag = {"next": (0x0004, 0x1400), "lower": (0x0004, 0x1420)}[keyword]
+        pos = data.index(struct.pack("<HHH", *tag, 0x4C55), record.seq_item_tell)  # tag + "UL"
+        data[pos + 8 : pos + 12] = struct.pack("<I", value)
+
+    if link == "next-to-itself":
+        set_offset(first, "next", first.seq_item_tell)
+    elif link == "next-to-earlier":
+        set_offset(second, "next", first.seq_item_tell)
+    elif link == "lower-to-parent":
+        set_offset(second, "lower", first.seq_item_tell)
+    else:
+        set_offset(first, "next", 12345)
+    (tmp_path / "DICOMDIR").write_bytes(bytes(data))
+    tree = load_studies(tmp_path / "DICOMDIR")
+    assert not tree.images()
+    expected = "does not exist" if link == "dangling" else "link in a loop"
+    assert [s.source.name for s in tree.skipped] == ["DICOMDIR"] and expected in tree.skipped[0].reason
 
 
 def test_missing_path(tmp_path: Path) -> None:

@@ -25,8 +25,6 @@ CORPUS_CACHE = REPO_ROOT / ".cache" / "reliability-corpus"
 
 #: Corpus file (path suffix) → the loader bug it shows. Reported to the loader's owner; remove when fixed.
 KNOWN_LOADER_BUGS = {
-    "dicomdir/DICOMDIR-loop/DICOMDIR": "load_studies hangs: pydicom FileSet follows a directory record whose "
-    "next-record offset points at itself (studies._scan_dicomdir has no cycle guard)",
     "dicom-generated/deflate_bomb_600mb.dcm": "Deflated transfer syntax: pydicom inflates the whole data set "
     "before any size check (600 MB from a 0.6 MB file, several copies)",
     "dicom-generated/pixel_length_huge.dcm": "an element declaring 2 GB in a 7 kB file: reading from the open "
