@@ -48,8 +48,11 @@ class PipelineAnalyzer:
     file's own window) is what the model sees, whatever window the user has set.
     """
 
-    def __init__(self, pipeline, libraries, user_library: Path | None) -> None:
+    def __init__(
+        self, pipeline, libraries, user_library: Path | None, notes: list[str] | None = None
+    ) -> None:
         self.pipeline = pipeline
+        self.notes = list(notes or [])  # helpers that failed to load, added to every result's warnings
         self.libraries = libraries
         self.user_library = user_library
         self._torch_model = None  # loaded on the first occlusion request
@@ -62,6 +65,7 @@ class PipelineAnalyzer:
 
     def __call__(self, image: Any):
         result = self.pipeline.analyze(image.display(), name=image.source.name)
+        result.warnings.extend(n for n in self.notes if n not in result.warnings)
         if self.libraries is not None:
             for n in result.neighbours:
                 if n.thumbnail_png is None:
@@ -141,6 +145,38 @@ class PipelineAnalyzer:
         return f"Added to your case library “{name}” as case {case_id} ({label})."
 
 
+class LungMaskAdapter:
+    """``segment(image) -> mask`` (what the pipeline expects) over ``cxrviewer.ml.segmentation.LungSegmenter``
+    (whose ``segment`` returns a ``LungMask`` with the mask on the original grid)."""
+
+    def __init__(self, segmenter: Any) -> None:
+        self.segmenter = segmenter
+
+    def segment(self, image: Any):
+        return self.segmenter.segment(image).mask
+
+
+def shipped_helpers(settings: ViewerSettings) -> tuple[Any, Any, list[str]]:
+    """The input gate and lung segmenter shipped under ``models/`` (``None`` when absent), and a note per
+    helper that exists but could not be loaded (the analysis then runs without it and says so)."""
+    notes: list[str] = []
+    gate = segmenter = None
+    from cxrviewer.ml import gate as gate_module
+    from cxrviewer.ml import segmentation
+
+    if (gate_module.DEFAULT_MODEL_DIR / "manifest.json").is_file():
+        try:
+            gate = gate_module.InputGate()
+        except Exception as exc:  # a damaged helper must not stop the classifier
+            notes.append(f"the input gate could not be loaded ({exc})")
+    if (segmentation.DEFAULT_MODEL_DIR / "manifest.json").is_file():
+        try:
+            segmenter = LungMaskAdapter(segmentation.LungSegmenter(threads=analysis_threads()))
+        except Exception as exc:
+            notes.append(f"the lung segmenter could not be loaded ({exc})")
+    return gate, segmenter, notes
+
+
 def analysis_threads() -> int:
     """CPU threads for inference in the viewer: one physical core fewer than the machine has (at least one),
     so that the GUI thread always finds a free core while a model runs."""
@@ -153,6 +189,7 @@ def pipeline_factory(
     settings: ViewerSettings,
     library_paths: list[Path] | None = None,
     user_library: Path | None | bool = True,
+    helpers: bool = True,
 ) -> AnalyzerFactory:
     """A factory building the analysis pipeline for ``settings``; it raises :class:`ModelUnavailable` with the
     pipeline's own human reason when no model can be used (nothing installed, integrity failure, no CUDA).
@@ -161,6 +198,7 @@ def pipeline_factory(
         library_paths: case libraries to search (default: :func:`find_case_libraries`).
         user_library: the user's own library file for "Add to my library" (``True``: the default location,
             ``None``: none).
+        helpers: use the input gate and lung segmenter shipped under ``models/`` when present.
     """
 
     def build():
@@ -172,6 +210,7 @@ def pipeline_factory(
         if user is not None and user.is_file() and user not in paths:
             paths = [*paths, user]
         libraries = open_case_libraries(paths)
+        gate, segmenter, notes = shipped_helpers(settings) if helpers else (None, None, [])
         pipeline = AnalysisPipeline(
             AnalysisSettings(
                 model_dir=settings.model_dir or None,
@@ -180,12 +219,14 @@ def pipeline_factory(
                 threads=analysis_threads(),
             ),
             libraries=libraries,
+            gate=gate,
+            segmenter=segmenter,
         )
         try:
             pipeline.load()
         except RuntimeError as exc:
             raise ModelUnavailable(_explain(str(exc))) from exc
-        return PipelineAnalyzer(pipeline, libraries, user)
+        return PipelineAnalyzer(pipeline, libraries, user, notes)
 
     return build
 

@@ -4,8 +4,7 @@
 
 What is on screen is produced by the real code paths: the window, the analysis pipeline with MODEL_DIR, a
 case library built here (in ``runs/screenshots/``, git-ignored) from shared-data images whose licence allows
-redistribution (CC BY), and the worklist. Stand-ins, named in the README caption: the lung mask is the
-data set's radiologist mask for the image (no segmentation model is installed yet), the CTR widths are
+redistribution (CC BY), the shipped lung U-Net (``models/lung-unet``) and the worklist. The CTR widths are
 placed by this script, and the image is a CC BY JPEG (no pixel spacing, so measurements are in px).
 """
 
@@ -18,26 +17,13 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 CC_BY = {"CC BY 3.0", "CC BY 4.0", "CC BY"}
-# PA film, CC BY (ieee8023 covid-chestxray-dataset); lung mask by radiologists, CC BY 4.0 (GeneralBlockchain)
+# PA film, CC BY (ieee8023 covid-chestxray-dataset)
 MAIN_IMAGE = "images/cohen/pneumocystis-pneumonia-1.jpg"
-
-
-class DatasetMask:
-    """Lung 'segmenter' returning the data set's manual mask of the screenshot image (a stand-in)."""
-
-    def __init__(self, image: np.ndarray, mask: np.ndarray):
-        self.image, self.mask = image, mask
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        if image.shape != self.image.shape or not np.array_equal(image, self.image):
-            raise ValueError("the stand-in lung mask is for the screenshot image only")
-        return self.mask.astype(np.float32)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -110,16 +96,14 @@ def main() -> int:
 
     work = REPO / "runs" / "screenshots"
     work.mkdir(parents=True, exist_ok=True)
-    masks = {r["image_path"]: r["mask_path"] for r in read_csv(args.data / "masks.csv")}
     main_path = args.data / MAIN_IMAGE
-    mask = cv2.imread(str(args.data / masks[MAIN_IMAGE]), cv2.IMREAD_GRAYSCALE) > 127
     lib_rows = pick_library_images(args.data, {MAIN_IMAGE})
     library = build_library(args.model, args.data, lib_rows, work / "reference.cxrlib")
 
     from PySide6.QtCore import QSettings
 
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
-    from cxrviewer.ui.analysis_backend import PipelineAnalyzer, open_case_libraries
+    from cxrviewer.ui.analysis_backend import PipelineAnalyzer, open_case_libraries, shipped_helpers
     from cxrviewer.ui.app import create_application
     from cxrviewer.ui.main_window import MainWindow
     from cxrviewer.ui.settings import ViewerSettings
@@ -128,9 +112,11 @@ def main() -> int:
 
     def factory():
         libraries = open_case_libraries([library])
+        gate, segmenter, _notes = shipped_helpers(ViewerSettings())
         pipeline = AnalysisPipeline(
             AnalysisSettings(model_dir=args.model, device="cpu"),
-            segmenter=DatasetMask(cv2.imread(str(main_path), cv2.IMREAD_GRAYSCALE), mask),
+            gate=gate,
+            segmenter=segmenter,
             libraries=libraries,
         )
         pipeline.load()
@@ -161,7 +147,6 @@ def main() -> int:
     w.grab().save(str(args.out / "viewer-compare-ctr.png"))
 
     w.close_compare()
-    holder["pipeline"].segmenter = None  # the stand-in mask exists for the first image only
     in_library = {r["path"] for r in lib_rows} | {MAIN_IMAGE}
     batch = [args.data / r["path"] for r in pick_library_images(args.data, in_library)[:10]]
     w.open_paths(batch)

@@ -130,7 +130,7 @@ def test_pipeline_with_tiny_model_and_gui_stall(qtbot, make_window, tiny_model_d
     images = sorted((shared_data / "cxr" / "images").glob("*/*.jpg"))[:8]
     library = _library(tmp_path, tiny_model_dir, images[3:])
     settings = ViewerSettings(model_dir=str(tiny_model_dir), device="cpu")
-    w = make_window(pipeline_factory(settings, library_paths=[library]), settings=settings)
+    w = make_window(pipeline_factory(settings, library_paths=[library], user_library=None), settings=settings)
     timer, clock, gaps = QTimer(), QElapsedTimer(), []
     clock.start()
     last = [clock.elapsed()]
@@ -165,6 +165,15 @@ def test_pipeline_with_tiny_model_and_gui_stall(qtbot, make_window, tiny_model_d
     assert [x.path for x in results] == [p.name for p in images[:3]]
     assert len(r.neighbours) == 4 and all(n.thumbnail_png for n in r.neighbours)
     assert w.similar.list.count() == 4 and not w.similar.list.item(0).icon().isNull()
+    from cxrviewer.ml.segmentation import DEFAULT_MODEL_DIR
+
+    if (DEFAULT_MODEL_DIR / "manifest.json").is_file():  # the shipped lung U-Net draws the lung outline
+        assert (
+            r.lung_mask is not None
+            and r.lung_mask.shape == r.heatmap.shape
+            and 0.1 < r.lung_mask.mean() < 0.8
+        )
+        assert not w.view.mask.outline.path().isEmpty() and r.saliency_outside_lungs is not None
 
 
 def test_pipeline_without_model_shows_notice(qtbot, make_window, png_files, tmp_path):
@@ -172,7 +181,7 @@ def test_pipeline_without_model_shows_notice(qtbot, make_window, png_files, tmp_
     from cxrviewer.ui.settings import ViewerSettings
 
     settings = ViewerSettings(model_dir=str(tmp_path / "no-such-model"), device="cpu")
-    w = make_window(pipeline_factory(settings, library_paths=[]), settings=settings)
+    w = make_window(pipeline_factory(settings, library_paths=[], helpers=False), settings=settings)
     with qtbot.waitSignal(w.image_shown, timeout=TIMEOUT):
         w.open_paths([png_files[0]])
     qtbot.waitUntil(lambda: w.model_unavailable is not None, timeout=30_000)
@@ -189,7 +198,9 @@ def test_add_to_my_library_then_found_as_similar_case(
 
     user_lib = tmp_path / "libs" / "my-cases.cxrlib"
     settings = ViewerSettings(model_dir=str(tiny_model_dir), device="cpu")
-    w = make_window(pipeline_factory(settings, library_paths=[], user_library=user_lib), settings=settings)
+    w = make_window(
+        pipeline_factory(settings, library_paths=[], user_library=user_lib, helpers=False), settings=settings
+    )
     with qtbot.waitSignal(w.analysis_shown, timeout=60_000) as got:
         w.open_paths([png_files[2]])
     assert got.args[0].neighbours == [] and w.similar.add_button.isEnabled()
@@ -212,7 +223,9 @@ def test_occlusion_heatmap_progress_and_cancel(qtbot, make_window, tiny_model_di
     from cxrviewer.ui.settings import ViewerSettings
 
     settings = ViewerSettings(model_dir=str(tiny_model_dir), device="cpu")
-    w = make_window(pipeline_factory(settings, library_paths=[], user_library=None), settings=settings)
+    w = make_window(
+        pipeline_factory(settings, library_paths=[], user_library=None, helpers=False), settings=settings
+    )
     with qtbot.waitSignal(w.analysis_shown, timeout=60_000) as got:
         w.open_paths([png_files[0]])
     gradcam = got.args[0].heatmap.copy()
