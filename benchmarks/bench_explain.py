@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = OcclusionSettings()
     window, stride = settings.resolved(args.size)
     print(f"ResNet-18, {args.size} px, 1 channel, {args.threads} threads, input: {source}")
-    print(f"occlusion: window {window}, stride {stride}, fill {settings.fill}, batch {settings.batch_size}")
+    print(
+        f"occlusion: window {window}, stride {stride}, fill {settings.fill}, batch {settings.batch_size}",
+        flush=True,
+    )
 
     def forward() -> None:
         with torch.inference_mode():
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             naive = occlusion_map_naive(model, x, cls, settings)
             times["occ_naive"].append(time.perf_counter() - t0)
+        print("run:", ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items() if v), flush=True)
 
     med = {k: statistics.median(v) for k, v in times.items() if v}
     print(f"\n{'what':44s} {'median s':>9s}   runs")
