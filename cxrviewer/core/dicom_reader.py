@@ -35,6 +35,9 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 NOT_CAUGHT = (KeyboardInterrupt, SystemExit, GeneratorExit)
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "PALETTE COLOR")
+#: Decoder plugins in the order they are tried; python-gdcm is left out unless it is the only one
+#: (see :func:`decoding_plugins`).
+PLUGIN_PREFERENCE = ("pylibjpeg", "pydicom", "pyjpegls", "pillow")
 _DECODER_HINTS = {
     "JPEG 2000": "pylibjpeg-openjpeg or python-gdcm",
     "JPEG-LS": "pylibjpeg-libjpeg or python-gdcm",
@@ -209,14 +212,7 @@ def read_dicom(source: ImageSource, *, force: bool, frame: int = 0) -> CxrImage:
             f"frame {frame + 1} was requested but the file has {frames} frame(s)", source.error_path
         )
     check_not_truncated(ds, source)
-    try:
-        arr = pixel_array(ds, index=frame)
-    except BaseException as exc:  # noqa: BLE001 - Rust decoders panic with a BaseException subclass
-        if isinstance(exc, NOT_CAUGHT):
-            raise
-        ts = UID(str(ds.file_meta.TransferSyntaxUID))
-        what = f"the {ts.name} compressed pixel data" if ts.is_compressed else "the pixel data"
-        raise LoadError(f"{what} could not be decoded (damaged file?): {exc}", source.error_path) from exc
+    arr = decode_frame(ds, frame, source)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if arr.ndim == 3 or photometric in _COLOUR:
         return _colour_image(ds, arr, source, frame, frames, photometric)
@@ -225,6 +221,49 @@ def read_dicom(source: ImageSource, *, force: bool, frame: int = 0) -> CxrImage:
             f"the decoded pixel data has shape {arr.shape}, not {rows} × {cols}", source.error_path
         )
     return _grey_image(ds, arr, source, frame, frames, photometric)
+
+
+def decoding_plugins(ts: UID) -> list[str]:
+    """The decoder plugins to try for ``ts``, in order: python-gdcm only when nothing else decodes it.
+
+    pydicom tries python-gdcm first for the JPEG, JPEG-LS and JPEG 2000 syntaxes, and GDCM aborts the whole
+    process (an uncaught C++ exception) on some corrupt JPEG Baseline images. pylibjpeg, pydicom's own RLE
+    decoder, pyjpegls and pillow raise ordinary exceptions instead. ``[""]`` means pydicom's default
+    (uncompressed data, or a syntax without a decoder, which :func:`check_decoder` has refused already).
+    """
+    if not ts.is_compressed:
+        return [""]
+    try:
+        available = list(get_decoder(ts).available_plugins)
+    except NotImplementedError:
+        return [""]
+    safe = sorted((p for p in available if p != "gdcm"), key=_plugin_rank)
+    return safe or available or [""]
+
+
+def _plugin_rank(plugin: str) -> int:
+    return PLUGIN_PREFERENCE.index(plugin) if plugin in PLUGIN_PREFERENCE else len(PLUGIN_PREFERENCE)
+
+
+def decode_frame(ds: Dataset, frame: int, source: ImageSource) -> np.ndarray:
+    """Decode one frame with the plugins of :func:`decoding_plugins`, the next one tried when one fails.
+
+    Raises:
+        LoadError: no plugin decoded the frame (the first plugin's error is quoted).
+    """
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    first: BaseException | None = None
+    for plugin in decoding_plugins(ts):
+        try:
+            return pixel_array(ds, index=frame, decoding_plugin=plugin)
+        except BaseException as exc:  # noqa: BLE001 - Rust decoders panic with a BaseException subclass
+            if isinstance(exc, NOT_CAUGHT):
+                raise
+            if isinstance(exc, MemoryError):
+                raise
+            first = first or exc
+    what = f"the {ts.name} compressed pixel data" if ts.is_compressed else "the pixel data"
+    raise LoadError(f"{what} could not be decoded (damaged file?): {first}", source.error_path) from first
 
 
 def _grey_image(

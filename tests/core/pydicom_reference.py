@@ -9,6 +9,8 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
+from cxrviewer.core.dicom_reader import decoding_plugins
+
 
 def windowing_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
     """(y_min, y_max) of pydicom's apply_windowing output for this data set (see its source)."""
@@ -24,13 +26,20 @@ def windowing_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
     return y_min, y_max
 
 
+def reference_pixels(ds: pydicom.Dataset, frame: int = 0) -> np.ndarray:
+    """pydicom's decode of one frame with the plugin the loader uses first: lossy JPEG decoders may differ
+    by one grey level (IDCT rounding), which is not what these references check."""
+    ts = pydicom.uid.UID(str(ds.file_meta.TransferSyntaxUID))
+    return pixel_array(ds, index=frame, decoding_plugin=decoding_plugins(ts)[0])
+
+
 def reference_display(path: Path, frame: int = 0, voi_lut_max: float | None = None) -> np.ndarray:
     """pydicom's display chain for ``path`` as float64 in [0, 1]; padding (if any) set to 0.
 
     ``voi_lut_max`` is the white level of a VOI LUT sequence (the loader's documented convention).
     """
     ds = pydicom.dcmread(path, force=True)
-    stored = pixel_array(ds, index=frame)
+    stored = reference_pixels(ds, frame)
     voi = apply_voi_lut(apply_modality_lut(stored, ds), ds, index=0).astype(np.float64)
     if ds.get("VOILUTSequence"):
         assert voi_lut_max is not None

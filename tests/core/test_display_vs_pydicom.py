@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from cxrviewer.core import LoadError, load_image
 from cxrviewer.core.dicom_reader import voi_lut_output_max
 from tests.core.conftest import corpus_files
-from tests.core.pydicom_reference import reference_display, windowing_output_range
+from tests.core.pydicom_reference import reference_display, reference_pixels, windowing_output_range
 
 
 def _grey_files_with_voi_or_mono1() -> list[Path]:
@@ -60,7 +60,7 @@ def test_display_matches_pydicom(path: Path) -> None:
         # MONOCHROME1 without VOI: compare through pydicom with our automatic window written in.
         ds = pydicom.dcmread(path)
         ds.WindowCenter, ds.WindowWidth = image.auto_window.center, image.auto_window.width
-        stored = pixel_array(ds, index=0)
+        stored = reference_pixels(ds, 0)
         voi = apply_voi_lut(apply_modality_lut(stored, ds), ds)
         y_min, y_max = windowing_output_range(ds)
         expected = 1.0 - (voi - y_min) / (y_max - y_min)

@@ -31,8 +31,6 @@ KNOWN_LOADER_BUGS = {
     "file preallocates the declared length before finding the file short",
     "not-dicom/preamble_garbage.dcm": "random bytes after 'DICM' give an element length of up to 4 GB, "
     "preallocated as above",
-    "crashes/gdcm_jpeg_baseline_abort.dcm": "the whole process aborts: pydicom picks the python-gdcm plugin "
-    "first and GDCM throws an uncaught C++ exception on this corrupt JPEG Baseline (found by the fuzzer)",
     "raster/png_16bit_10000x10000.png": "a 16-bit image at MAX_PIXELS (100 MP) takes ~1.05 GiB (uint16 + "
     "float32 copies + display) — the 100 MP limit is too high for a 1 GiB budget at 16 bits",
 }
