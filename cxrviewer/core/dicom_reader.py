@@ -17,6 +17,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_d
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from cxrviewer.core.dicom_guards import check_inflated_size
 from cxrviewer.core.errors import LoadError
 from cxrviewer.core.identifiers import derived_patient_id, derived_uid
 from cxrviewer.core.image import (
@@ -61,6 +62,7 @@ def read_dataset(
     that pixel data of files without file meta information can be decoded.
     """
     with stream if stream is not None else source.open_binary() as fh:
+        check_inflated_size(fh, source.error_path, force=force)
         ds = pydicom.dcmread(fh, force=force, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     ensure_transfer_syntax(ds)
     return ds
@@ -74,6 +76,7 @@ def read_header(source: ImageSource, *, force: bool, stream: BinaryIO | None = N
     values deferred instead.
     """
     with stream if stream is not None else source.open_binary() as fh:
+        check_inflated_size(fh, source.error_path, force=force)
         ds = pydicom.dcmread(fh, force=force, stop_before_pixels=True)
         ensure_transfer_syntax(ds)
         if UID(str(ds.file_meta.TransferSyntaxUID)).is_deflated:

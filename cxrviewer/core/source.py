@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrviewer.core.dicom_guards import ClampedFile
 from cxrviewer.core.errors import LoadError
 
 #: Largest single ZIP member that is read (uncompressed bytes).
@@ -87,11 +88,15 @@ class ImageSource:
                     return fh.read() if limit is None else fh.read(limit)
 
     def open_binary(self) -> io.BufferedIOBase:
-        """An open, read-only binary stream: the file itself, or the member's bytes in memory."""
+        """An open, read-only binary stream: the file itself, or the member's bytes in memory.
+
+        A file's reads are clamped to its size (:class:`~cxrviewer.core.dicom_guards.ClampedFile`), so a
+        value declaring gigabytes in a small file never makes the reader allocate them.
+        """
         if self.member is not None:
             return io.BytesIO(self.read_bytes())
         with self._errors_as_load_errors():
-            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+            return ClampedFile(self.path)  # reads never ask for more than the file holds
 
     @contextmanager
     def _errors_as_load_errors(self) -> Iterator[None]:

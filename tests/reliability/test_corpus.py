@@ -25,12 +25,6 @@ CORPUS_CACHE = REPO_ROOT / ".cache" / "reliability-corpus"
 
 #: Corpus file (path suffix) → the loader bug it shows. Reported to the loader's owner; remove when fixed.
 KNOWN_LOADER_BUGS = {
-    "dicom-generated/deflate_bomb_600mb.dcm": "Deflated transfer syntax: pydicom inflates the whole data set "
-    "before any size check (600 MB from a 0.6 MB file, several copies)",
-    "dicom-generated/pixel_length_huge.dcm": "an element declaring 2 GB in a 7 kB file: reading from the open "
-    "file preallocates the declared length before finding the file short",
-    "not-dicom/preamble_garbage.dcm": "random bytes after 'DICM' give an element length of up to 4 GB, "
-    "preallocated as above",
     "raster/png_16bit_10000x10000.png": "a 16-bit image at MAX_PIXELS (100 MP) takes ~1.05 GiB (uint16 + "
     "float32 copies + display) — the 100 MP limit is too high for a 1 GiB budget at 16 bits",
 }
