@@ -244,9 +244,9 @@ def test_header_too_large_is_refused_before_decoding(tmp_path: Path) -> None:
     ds = base_dataset(20_000, 20_000)
     ds.PixelData = b"\x00" * 16  # a tiny body claiming 400 megapixels
     ds.save_as(tmp_path / "bomb.dcm", enforce_file_format=True)
-    with pytest.raises(LoadError, match=r"image too large \(400 megapixels, limit 100\)"):
+    with pytest.raises(LoadError, match=r"image too large \(400 megapixels, limit 60\)"):
         load_image(tmp_path / "bomb.dcm")
-    assert MAX_PIXELS == 100_000_000
+    assert MAX_PIXELS == 60_000_000
 
 
 def test_structured_report_is_explained(tmp_path: Path) -> None:

@@ -86,7 +86,10 @@ def _png_header(width: int, height: int) -> bytes:
 def test_oversized_png_refused_from_header(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header(50_000, 50_000) + b"\x00" * 100)
-    with pytest.raises(LoadError, match=r"image too large \(2500 megapixels, limit 100\)"):
+    with pytest.raises(LoadError, match=r"image too large \(2500 megapixels, limit 60\)"):
+        load_image(path)
+    path.write_bytes(_png_header(7746, 7746) + b"\x00" * 100)  # 60.0005 MP: just over MAX_PIXELS
+    with pytest.raises(LoadError, match=r"image too large \(60 megapixels, limit 60\)"):
         load_image(path)
 
 

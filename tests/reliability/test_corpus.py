@@ -25,8 +25,6 @@ CORPUS_CACHE = REPO_ROOT / ".cache" / "reliability-corpus"
 
 #: Corpus file (path suffix) → the loader bug it shows. Reported to the loader's owner; remove when fixed.
 KNOWN_LOADER_BUGS = {
-    "raster/png_16bit_10000x10000.png": "a 16-bit image at MAX_PIXELS (100 MP) takes ~1.05 GiB (uint16 + "
-    "float32 copies + display) — the 100 MP limit is too high for a 1 GiB budget at 16 bits",
 }
 
 
