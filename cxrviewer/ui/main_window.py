@@ -63,6 +63,11 @@ def is_container(path: Path) -> bool:
     return path.is_dir() or path.suffix.lower() in CONTAINER_SUFFIXES or path.name.upper() == "DICOMDIR"
 
 
+def _names(out: object) -> str:
+    paths = out if isinstance(out, list) else [out]
+    return ", ".join(Path(p).name for p in paths)
+
+
 def app_icon() -> QIcon:
     """The application icon (``resources/icons/cxrviewer.svg``)."""
     return QIcon(str(resources_dir() / "icons" / "cxrviewer.svg"))
@@ -104,6 +109,10 @@ class MainWindow(QMainWindow):
         self.model_unavailable: str | None = None
         self.batch_running = False
         self.analyzer_tasks: set[str] = set()
+        self.pacs_client_factory: Any = None  # PacsClient unless a test injects another
+        self.pacs_cache: Any = None  # the user's PACS cache unless a test injects another
+        self.pacs_dialog: Any = None
+        self.export_job: Any = None
 
         self.setWindowTitle(f"cxrviewer {__version__} — {RESEARCH_NOTICE}")
         self.setWindowIcon(app_icon())
@@ -635,6 +644,92 @@ class MainWindow(QMainWindow):
                 return
             self.statusBar().showMessage(f"Worklist written to {out}", 8000)
 
+    # ---------------------------------------------------------------------------------- PACS and exports
+    def open_pacs_dialog(self) -> None:
+        """File ▸ Open from PACS: a retrieved study opens like a local folder."""
+        from cxrviewer.ui.pacs_dialog import PacsDialog
+
+        if self.pacs_dialog is None:
+            self.pacs_dialog = PacsDialog(self.store, self.pacs_client_factory, self.pacs_cache, self)
+            self.pacs_dialog.study_retrieved.connect(lambda folder: self.open_paths([folder]))
+        self.pacs_dialog.show()
+        self.pacs_dialog.raise_()
+
+    def clear_pacs_cache(self) -> None:
+        """Delete every study retrieved from a PACS (asks first)."""
+        answer = QMessageBox.question(self, "Clear PACS cache", "Delete every study retrieved from the PACS?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.open_pacs_dialog()
+            self.pacs_dialog.clear_cache()
+
+    def _export_ready(self) -> bool:
+        if self.export_job is not None:
+            self.statusBar().showMessage("An export is still running.", 5000)
+            return False
+        r = self.current_result
+        if self.current is None or r is None or r.status != "ok":
+            QMessageBox.information(self, "Export", "Analyse an image first: there is nothing to export yet.")
+            return False
+        return True
+
+    def export_report(self, path: str | Path) -> Any:
+        """Write the report of the image on screen to ``path`` (.pdf/.png) in a background job."""
+        from cxrviewer.ui.export_jobs import write_report
+
+        image, result = self.current.image, self.current_result
+        return self._run_export(lambda _: write_report(image, result, path))
+
+    def export_dicom(self, folder: str | Path, deidentify: bool = True) -> Any:
+        """Write the SC + SR of the image on screen into ``folder`` in a background job."""
+        from cxrviewer.ui.export_jobs import write_dicom
+
+        image, result = self.current.image, self.current_result
+        return self._run_export(lambda _: write_dicom(image, result, folder, deidentify))
+
+    def _run_export(self, work: Any) -> Any:
+        from cxrviewer.ui.background_job import BackgroundJob
+
+        job = BackgroundJob(work, self)
+        self.export_job = job
+
+        def finished(message: str | None, ok: bool) -> None:
+            job.wait()
+            job.deleteLater()
+            self.export_job = None
+            if ok:
+                self.statusBar().showMessage(str(message), 10000)
+            else:
+                QMessageBox.warning(self, "Export failed", str(message))
+
+        job.succeeded.connect(lambda out: finished(f"Exported {_names(out)}", True))
+        job.failed.connect(lambda msg: finished(msg, False))
+        self.statusBar().showMessage("Exporting…")
+        job.start()
+        return job
+
+    def export_report_dialog(self) -> None:
+        if not self._export_ready():
+            return
+        stem = Path(self.current.title).stem
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Export report", f"{stem}-report.pdf", "PDF (*.pdf);;PNG image (*.png)"
+        )
+        if name:
+            if Path(name).suffix.lower() not in (".pdf", ".png"):
+                name += ".pdf"
+            self.export_report(name)
+
+    def export_dicom_dialog(self) -> None:
+        from cxrviewer.ui.export_jobs import DicomExportDialog
+
+        if not self._export_ready():
+            return
+        dlg = DicomExportDialog(str(self.store.value("export/dicom_folder", "")), self)
+        if dlg.exec() and dlg.folder.text().strip():
+            folder = dlg.folder.text().strip()
+            self.store.setValue("export/dicom_folder", folder)
+            self.export_dicom(folder, deidentify=not dlg.keep_identifiers.isChecked())
+
     # --------------------------------------------------------------------------------- viewing actions
     def apply_preset(self, name: str) -> None:
         if not self.view.apply_preset(name):
@@ -812,6 +907,11 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Save the settings and stop the worker threads (waits for a running read or inference)."""
         save_settings(self.settings, self.store)
+        if self.pacs_dialog is not None and self.pacs_dialog.job is not None:
+            self.pacs_dialog.job.cancel()
+            self.pacs_dialog.job.wait(10000)
+        if self.export_job is not None:
+            self.export_job.wait(30000)  # a half-written export is removed by the exporter, but let it finish
         self.analysis.shutdown()
         self.loader.shutdown()
 
