@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 
@@ -90,9 +91,10 @@ def main() -> None:
         m = make_model(cl)
         models[name] = (m, torch.optim.Adam(m.parameters(), lr=1e-4))
     rates: dict[str, list[float]] = {n: [] for n in modes}
-    for _ in range(args.repeats):
+    for rep in range(args.repeats):
         for name, (cl, bf) in modes.items():
             rates[name].append(full_steps(*models[name], cl, bf))
+            print(f"  repeat {rep + 1}: {name} {rates[name][-1]:.1f} images/s", file=sys.stderr, flush=True)
 
     # stage 1 of two-stage transfer (frozen trunk), over --images images x --stage1-epochs epochs
     def frozen_eager() -> float:
@@ -137,6 +139,11 @@ def main() -> None:
     for _ in range(max(1, args.repeats - 1)):
         frozen["frozen-eager"].append(frozen_eager())
         frozen["frozen-cached"].append(frozen_cached())
+        print(
+            f"  stage 1: eager {frozen['frozen-eager'][-1]:.1f}, cached {frozen['frozen-cached'][-1]:.1f} images/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     med = {k: statistics.median(v) for k, v in {**rates, **frozen}.items()}
     base = med["eager-fp32"]

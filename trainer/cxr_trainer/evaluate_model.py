@@ -42,6 +42,7 @@ def evaluate(
     subset: str = "test",
     n_boot: int = 1000,
     tsne: bool = True,
+    examples: bool = True,
     cache_dir: str | Path | None = None,
     threads: int = 2,
     show_progress: bool = True,
@@ -103,8 +104,19 @@ def evaluate(
     from cxr_trainer.metrics import softmax
 
     cut = metrics["confusion_at_cutoff"]["threshold"]
-    extra = _example_grid(
-        _model, manifest.preprocess_spec, data, softmax(data.logits, temperature), positive, cut, out
+    extra = (
+        []
+        if not examples
+        else _example_grid(
+            _model,
+            manifest.preprocess_spec,
+            data,
+            softmax(data.logits, temperature),
+            positive,
+            labels_list[positive],
+            cut,
+            out,
+        )
     )
     metrics["neighbour_vote_accuracy_k4"] = _neighbour_vote(data)
     write_report(out, metrics, data, labels_list, positive, temperature, tsne=tsne, extra_images=extra)
@@ -117,7 +129,7 @@ def evaluate(
 
 
 def _example_grid(
-    model, spec, data, probs, positive: int, cut: float, out: Path, per_row: int = 6
+    model, spec, data, probs, positive: int, label: str, cut: float, out: Path, per_row: int = 5
 ) -> list[str]:
     """Grad-CAM grid (true positives, false positives, false negatives at the default cut-off) drawn by
     :func:`cxrviewer.ml.explain.render_example_grid`; the most confident examples of each outcome."""
@@ -150,7 +162,7 @@ def _example_grid(
         heat = cv2.resize(normalize_map(cam), img.shape[::-1], interpolation=cv2.INTER_LINEAR)
         items.append(GridItem(img, np.clip(heat, 0, 1), outcome, caption=f"P={s[i]:.2f}"))
     path = render_example_grid(
-        items, out / "examples_gradcam.png", title=f"Grad-CAM for {positive!r} at cut-off {cut:.2f}"
+        items, out / "examples_gradcam.png", title=f"Grad-CAM of {label!r} at cut-off {cut:.2f}"
     )
     return [Path(path).name]
 

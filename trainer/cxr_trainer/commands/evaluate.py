@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", default="test", help="... in this split (default test)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the ROC AUC CI")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE plot")
+    p.add_argument(
+        "--no-examples",
+        action="store_true",
+        help="no Grad-CAM example grid (it shows the evaluated images: leave it out when their licence forbids "
+        "redistributing them)",
+    )
     p.add_argument("--cache-dir", help="preprocessed-image cache (default .cache/cxr-trainer)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             subset=args.subset,
             n_boot=args.bootstrap,
             tsne=not args.no_tsne,
+            examples=not args.no_examples,
             cache_dir=args.cache_dir,
             threads=args.threads,
             show_progress=not args.quiet,

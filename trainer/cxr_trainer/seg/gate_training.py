@@ -97,15 +97,7 @@ def train_gate_model(
         frac = (time.monotonic() - t0) / budget
         for g in opt.param_groups:
             g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-        xs, ys = [], []
-        for cls, n in zip(("frontal", "lateral", "other"), batch_mix, strict=True):
-            pool = tensors[cls]
-            idx = torch.randint(len(pool), (n,), generator=rng)
-            xs.append(pool[idx])
-            ys.append(torch.full((n,), CLASS_INDEX[cls]))
-        x = torch.cat(xs).float()[:, None] / 255.0
-        y = torch.cat(ys)
-        x = (_augment(x, rng) - spec.mean) / spec.std
+        x, y = _batch(tensors, batch_mix, rng, spec)
         loss = F.cross_entropy(model(x), y, label_smoothing=0.02)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -121,8 +113,46 @@ def train_gate_model(
                 }
             )
             log(json.dumps(history[-1]))
+    recalibrate_batchnorm(model, lambda: _batch(tensors, batch_mix, rng, spec)[0])
     model.eval()
     return GateTrainResult(step, time.monotonic() - t0, history)
+
+
+def _batch(tensors, batch_mix, rng, spec):
+    """One augmented, normalised class-balanced batch ``(x, y)``."""
+    import torch
+
+    xs, ys = [], []
+    for cls, n in zip(("frontal", "lateral", "other"), batch_mix, strict=True):
+        pool = tensors[cls]
+        idx = torch.randint(len(pool), (n,), generator=rng)
+        xs.append(pool[idx])
+        ys.append(torch.full((n,), CLASS_INDEX[cls]))
+    x = torch.cat(xs).float()[:, None] / 255.0
+    return (_augment(x, rng) - spec.mean) / spec.std, torch.cat(ys)
+
+
+def recalibrate_batchnorm(model, make_batch, batches: int = 40) -> None:
+    """Recompute BatchNorm running statistics as exact averages over ``batches`` training batches.
+
+    torchvision's MobileNetV3 uses BN momentum 0.01, so after a short CPU training run the running statistics
+    still lean towards their initial values and eval-mode outputs differ from train-mode ones (measured: the
+    gate let most noise images through before this step).
+    """
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(make_batch())
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
 
 
 def scores_and_embeddings(model, x_u8: np.ndarray, spec: PreprocessSpec, batch: int = 128):

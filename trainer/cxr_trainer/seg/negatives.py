@@ -376,6 +376,8 @@ def photo_crops(items: list[Item], n_per: int, seed: int) -> list[Item]:
     out = []
     for it in items:
         h, w = it.image.shape[:2]
+        if min(h, w) < 64:  # too small to crop (the gate's size rule refuses these anyway)
+            continue
         for k in range(n_per):
             ch, cw = int(h * rng.uniform(0.3, 0.8)), int(w * rng.uniform(0.3, 0.8))
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
