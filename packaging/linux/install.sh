@@ -4,6 +4,7 @@
 #   (application/dicom; *.dcm/*.dicom and files with the DICM magic), with cxrviewer as a handler.
 #
 #   bash packaging/linux/install.sh                 # per user: ~/.local/{opt,bin,share}
+#                                                   # (user data, e.g. case libraries, is never touched)
 #   sudo bash packaging/linux/install.sh --system   # system-wide: /opt/cxrviewer, /usr/local/bin, /usr/share
 #   bash packaging/linux/install.sh --uninstall [--system]
 #   DIST=path/to/cxrviewer bash packaging/linux/install.sh   # another built folder (default dist/cxrviewer)
@@ -21,7 +22,7 @@ for arg in "$@"; do
     case "$arg" in
         --system) MODE=system ;;
         --uninstall) ACTION=uninstall ;;
-        -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "unknown option: $arg" >&2; exit 2 ;;
     esac
 done
@@ -31,7 +32,7 @@ if [ "$MODE" = system ]; then
     BIN_DIR=/usr/local/bin
     DATA_DIR=/usr/share
 else
-    APP_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/cxrviewer/app"
+    APP_DIR="$HOME/.local/opt/cxrviewer"  # not under ~/.local/share/cxrviewer: that is the user's data
     BIN_DIR="$HOME/.local/bin"
     DATA_DIR="${XDG_DATA_HOME:-$HOME/.local/share}"
 fi

@@ -1,0 +1,373 @@
+"""``cxrviewer --self-test``: check that an installation (a source checkout or a PyInstaller bundle) works.
+
+It verifies the SHA-256 of every shipped model (``models/*/manifest.json``), loads each one, checks that the
+DICOM decoders are present, opens every bundled sample image (``resources/samples/``) and analyses it with
+each classifier through :class:`~cxrviewer.services.analysis.AnalysisPipeline` — the same pipeline the
+window uses — then prints a JSON summary and exits 0 when everything passed, 1 otherwise.
+
+An installation without a classifier can view images but not analyse them; for a release that is a
+failure. ``--allow-no-model`` (development builds) turns it into a pass in "viewing only" mode.
+
+Segmentation and input-gate models run on torch only. In a build without torch (the CPU installer) they
+are hash-verified and reported as ``verified-only``. ``--require-no-torch`` makes the self-test fail if
+anything imported torch, which is how the packaging smoke test proves the ONNX Runtime path is torch-free.
+
+No Qt is imported here; patient data is never printed (sample files are the bundled de-identified study).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxrviewer import INTENDED_USE, __version__
+
+SAMPLE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+NO_CLASSIFIER = (
+    "no classifier model is shipped under {root}: this installation can show images but cannot analyse them"
+)
+TORCH_ONLY_KINDS = ("segmentation", "gate")
+
+
+@dataclass(frozen=True)
+class SelfTestSettings:
+    """What the self-test checks.
+
+    Attributes:
+        models_root: folder of model directories (default: the shipped ``models/``).
+        samples_dir: folder of sample images (default: ``resources/samples/``).
+        allow_no_model: pass without a classifier ("viewing only", for development builds).
+        require_no_torch: fail when torch was imported by the end of the run.
+        device: ``auto`` | ``cpu`` | ``cuda`` for the classifiers.
+    """
+
+    models_root: Path | None = None
+    samples_dir: Path | None = None
+    allow_no_model: bool = False
+    require_no_torch: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class Check:
+    """One checked item: ``ok`` is False only for a real failure; ``status`` says what was done."""
+
+    name: str
+    ok: bool
+    status: str
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SelfTestReport:
+    """The outcome: every check, the mode (``analysis`` or ``viewing only``) and where things were found."""
+
+    version: str
+    frozen: bool
+    app_root: str
+    models_root: str
+    samples_dir: str
+    mode: str = "analysis"
+    checks: list[Check] = field(default_factory=list)
+    torch_imported: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed."""
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        """``name: detail`` of every failed check."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data (what ``--self-test`` prints)."""
+        out = asdict(self)
+        out = {"ok": self.ok, **out, "failures": self.failures, "intended_use": INTENDED_USE}
+        return out
+
+
+def _torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def check_decoders() -> Check:
+    """Which pydicom plugins decode the compressed transfer syntaxes the viewer supports (frozen builds lose
+    them silently when a plugin's package metadata is not bundled)."""
+    from pydicom import uid
+    from pydicom.pixels import get_decoder
+
+    syntaxes = [
+        uid.JPEGBaseline8Bit,
+        uid.JPEGLosslessSV1,
+        uid.JPEGLSLossless,
+        uid.JPEG2000Lossless,
+        uid.JPEG2000,
+        uid.RLELossless,
+    ]
+    found: dict[str, list[str]] = {}
+    for syntax in syntaxes:
+        try:
+            decoder = get_decoder(syntax)
+            found[syntax.name] = sorted(decoder.available_plugins) if decoder.is_available else []
+        except Exception:  # noqa: BLE001 - reported as "no decoder"
+            found[syntax.name] = []
+    missing = [name for name, plugins in found.items() if not plugins]
+    if missing:
+        return Check("dicom-decoders", False, "failed", "no decoder for: " + "; ".join(missing), found)
+    return Check("dicom-decoders", True, "ok", f"{len(found)} compressed transfer syntaxes decodable", found)
+
+
+def _load_torch_model(kind: str, model_dir: Path) -> None:
+    if kind == "segmentation":
+        from cxrviewer.ml.segmentation import LungSegmenter
+
+        LungSegmenter(model_dir, verify=False)
+    else:
+        from cxrviewer.ml.gate import InputGate
+
+        InputGate(model_dir, verify=False)
+
+
+def check_model(model_dir: Path, require_no_torch: bool) -> tuple[Check, str | None]:
+    """Verify one model directory's hashes and, for non-classifiers, load it when its runtime is here.
+
+    Returns the check and the manifest's kind (None when the manifest is unreadable). Classifiers are loaded
+    by :func:`check_classifier`.
+    """
+    from cxrviewer.ml.manifest import ModelIntegrityError, load_manifest
+
+    name = f"model:{model_dir.name}"
+    t0 = time.perf_counter()
+    try:
+        manifest = load_manifest(model_dir, verify=True)
+    except ModelIntegrityError as exc:
+        return Check(name, False, "failed", str(exc)), None
+    kind = manifest.kind
+    data = {
+        "kind": kind,
+        "model_id": manifest.model_id,
+        "files": len(manifest.files),
+        "bytes": sum(f.bytes for f in manifest.files.values()),
+        "verify_ms": round((time.perf_counter() - t0) * 1000.0, 1),
+    }
+    if kind == "classifier":
+        return Check(name, True, "verified", "hashes match; loaded with the samples below", data), kind
+    if kind not in TORCH_ONLY_KINDS:
+        return Check(name, True, "verified-only", f"hashes match; kind {kind!r} is not loaded", data), kind
+    if require_no_torch or not _torch_available():
+        why = "torch is not allowed in this run" if require_no_torch else "this build has no torch"
+        return Check(name, True, "verified-only", f"hashes match; not loaded: {why}", data), kind
+    t1 = time.perf_counter()
+    try:
+        _load_torch_model(kind, model_dir)
+    except Exception as exc:  # noqa: BLE001 - any load failure is this check's failure
+        return Check(name, False, "failed", f"cannot be loaded ({type(exc).__name__}: {exc})", data), kind
+    data["load_ms"] = round((time.perf_counter() - t1) * 1000.0, 1)
+    return Check(name, True, "ok", "hashes match; loaded", data), kind
+
+
+def sample_files(samples_dir: Path) -> list[Path]:
+    """The sample images (by extension) in ``samples_dir``, sorted."""
+    if not samples_dir.is_dir():
+        return []
+    return sorted(p for p in samples_dir.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+
+
+def check_sample_loads(samples: Sequence[Path]) -> list[Check]:
+    """Open every sample image as the viewer does (display-ready 8-bit)."""
+    from cxrviewer.core.errors import LoadError
+    from cxrviewer.services.analysis import read_display_image
+
+    if not samples:
+        return [Check("samples", False, "failed", "no sample images found")]
+    checks = []
+    for path in samples:
+        t0 = time.perf_counter()
+        try:
+            image = read_display_image(path)
+        except LoadError as exc:
+            checks.append(Check(f"open:{path.name}", False, "failed", str(exc)))
+            continue
+        ms = round((time.perf_counter() - t0) * 1000.0, 1)
+        checks.append(Check(f"open:{path.name}", True, "ok", "", {"shape": list(image.shape), "ms": ms}))
+    return checks
+
+
+def _result_problem(result, heatmap: bool) -> str | None:
+    """Why an analysis result is not a usable one, or None."""
+    if result.status != "ok":
+        return f"status {result.status}: {result.reason}"
+    probs = list(result.probabilities.values())
+    if not probs or not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs):
+        return f"invalid probabilities {result.probabilities}"
+    if abs(sum(probs) - 1.0) > 1e-3:
+        return f"probabilities sum to {sum(probs):.4f}, not 1"
+    if heatmap and result.heatmap is None:
+        return "no heatmap was produced"
+    return None
+
+
+def check_classifier(model_dir: Path, samples: Sequence[Path], device: str, libraries) -> list[Check]:
+    """Load one classifier through the analysis pipeline and analyse every sample with it."""
+    from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
+
+    name = f"classifier:{model_dir.name}"
+    pipeline = AnalysisPipeline(AnalysisSettings(model_dir=model_dir, device=device), libraries=libraries)
+    t0 = time.perf_counter()
+    try:
+        predictor = pipeline.load()
+    except RuntimeError as exc:
+        return [Check(name, False, "failed", f"cannot be loaded: {exc}")]
+    load_data = {
+        "model_id": predictor.model_id,
+        "backend": predictor.backend,
+        "backend_reason": predictor.backend_reason,
+        "load_ms": round((time.perf_counter() - t0) * 1000.0, 1),
+    }
+    checks = [Check(name, True, "ok", "loaded", load_data)]
+    for path in samples:
+        result = pipeline.analyze(path)
+        problem = _result_problem(result, pipeline.settings.heatmap)
+        data = {
+            "status": result.status,
+            "top_label": result.top_label,
+            "probabilities": {k: round(v, 4) for k, v in result.probabilities.items()},
+            "neighbours": len(result.neighbours),
+            "latency_ms": round(result.latency_ms or 0.0, 1),
+            "warnings": list(result.warnings),
+        }
+        checks.append(
+            Check(
+                f"analyse:{path.name}",
+                problem is None,
+                "ok" if problem is None else "failed",
+                problem or "",
+                data,
+            )
+        )
+    return checks
+
+
+def open_libraries(models_root: Path) -> tuple[list[Check], Any]:
+    """Open the shipped case libraries (``*.cxrlib`` under ``models/``) read-only; a LibrarySet or None."""
+    from cxrviewer.services.case_library import LIBRARY_SUFFIX, CaseLibrary, LibrarySet
+
+    paths = sorted(models_root.rglob(f"*{LIBRARY_SUFFIX}")) if models_root.is_dir() else []
+    checks, libs = [], LibrarySet()
+    for path in paths:
+        try:
+            lib = CaseLibrary.open(path, read_only=True)
+            libs.add(lib)
+        except Exception as exc:  # noqa: BLE001 - an unreadable library is this check's failure
+            checks.append(Check(f"library:{path.name}", False, "failed", str(exc)))
+            continue
+        checks.append(Check(f"library:{path.name}", True, "ok", "", {"cases": len(lib)}))
+    return checks, (libs if libs.libraries else None)
+
+
+def run_self_test(settings: SelfTestSettings | None = None) -> SelfTestReport:
+    """Run every check and return the report (never raises for a failing check)."""
+    from cxrviewer.resources import app_root, models_dir, sample_study_dir
+
+    s = settings or SelfTestSettings()
+    t0 = time.perf_counter()
+    models_root = Path(s.models_root) if s.models_root is not None else models_dir()
+    samples_dir = Path(s.samples_dir) if s.samples_dir is not None else sample_study_dir()
+    report = SelfTestReport(
+        version=__version__,
+        frozen=bool(getattr(sys, "frozen", False)),
+        app_root=str(app_root()),
+        models_root=str(models_root),
+        samples_dir=str(samples_dir),
+    )
+    report.checks.append(check_decoders())
+    classifiers: list[Path] = []
+    model_dirs = sorted(p.parent for p in models_root.glob("*/manifest.json")) if models_root.is_dir() else []
+    for model_dir in model_dirs:
+        check, kind = check_model(model_dir, s.require_no_torch)
+        report.checks.append(check)
+        if kind == "classifier" and check.ok:
+            classifiers.append(model_dir)
+    lib_checks, libraries = open_libraries(models_root)
+    report.checks += lib_checks
+    samples = sample_files(samples_dir)
+    report.checks += check_sample_loads(samples)
+    if classifiers:
+        for model_dir in classifiers:
+            report.checks += check_classifier(model_dir, samples, s.device, libraries)
+    else:
+        report.mode = "viewing only"
+    if not classifiers and not any(c.name.startswith("model:") and not c.ok for c in report.checks):
+        # (a model that failed its own check may be the classifier: that failure already says why)
+        message = NO_CLASSIFIER.format(root=models_root)
+        if s.allow_no_model:
+            report.checks.append(Check("classifier", True, "absent-allowed", message + " (--allow-no-model)"))
+        else:
+            report.checks.append(Check("classifier", False, "failed", message))
+    report.torch_imported = "torch" in sys.modules
+    if s.require_no_torch:
+        report.checks.append(
+            Check(
+                "no-torch",
+                not report.torch_imported,
+                "failed" if report.torch_imported else "ok",
+                "torch was imported" if report.torch_imported else "torch was never imported",
+            )
+        )
+    report.elapsed_s = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cxrviewer --self-test`` command line."""
+    p = argparse.ArgumentParser(
+        prog="cxrviewer --self-test",
+        description="Check this installation: model hashes, model loading, DICOM decoders, analysis of the "
+        "bundled sample. Prints JSON; exit status 0 = passed, 1 = failed.",
+    )
+    p.add_argument(
+        "--allow-no-model",
+        action="store_true",
+        help="pass without a classifier (viewing only; for development builds, never for a release)",
+    )
+    p.add_argument("--require-no-torch", action="store_true", help="fail if anything imported torch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--models", type=Path, default=None, help="model folder to check instead of models/")
+    p.add_argument("--samples", type=Path, default=None, help="sample folder instead of resources/samples/")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON summary to this file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cxrviewer --self-test``; returns the exit status."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    report = run_self_test(
+        SelfTestSettings(
+            models_root=args.models,
+            samples_dir=args.samples,
+            allow_no_model=args.allow_no_model,
+            require_no_torch=args.require_no_torch,
+            device=args.device,
+        )
+    )
+    text = json.dumps(report.to_json(), indent=2)
+    print(text, flush=True)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    verdict = "passed" if report.ok else "FAILED"
+    print(f"cxrviewer self-test {verdict} ({report.mode}, {report.elapsed_s:.1f} s)", file=sys.stderr)
+    for failure in report.failures:
+        print(f"  - {failure}", file=sys.stderr)
+    return 0 if report.ok else 1
