@@ -72,6 +72,50 @@ REMOVED_KEYWORDS = (
     "FillerOrderNumberImagingServiceRequest",
     "PlacerOrderNumberImagingServiceRequest",
 )
+#: More attributes with action X (remove) in the Basic Application Level Confidentiality Profile (DICOM
+#: PS3.15 Table E.1-1): free-text clinical history, equipment/location identifiers, person identification
+#: sequences. Tag → keyword, as the profile lists them; ``tests/export/test_deidentify_profile.py`` checks
+#: each keyword against pydicom's dictionary.
+BASIC_PROFILE_REMOVED = {
+    "(0008,0096)": "ReferringPhysicianIdentificationSequence",
+    "(0008,1049)": "PhysiciansOfRecordIdentificationSequence",
+    "(0008,1052)": "PerformingPhysicianIdentificationSequence",
+    "(0008,1062)": "PhysiciansReadingStudyIdentificationSequence",
+    "(0008,1072)": "OperatorIdentificationSequence",
+    "(0008,1080)": "AdmittingDiagnosesDescription",
+    "(0008,1084)": "AdmittingDiagnosesCodeSequence",
+    "(0008,2111)": "DerivationDescription",
+    "(0010,0050)": "PatientInsurancePlanCodeSequence",
+    "(0010,2000)": "MedicalAlerts",
+    "(0010,2110)": "Allergies",
+    "(0010,2150)": "CountryOfResidence",
+    "(0010,2152)": "RegionOfResidence",
+    "(0010,21F0)": "PatientReligiousPreference",
+    "(0010,2297)": "ResponsiblePerson",
+    "(0010,2299)": "ResponsibleOrganization",
+    "(0018,1008)": "GantryID",
+    "(0018,4000)": "AcquisitionComments",
+    "(0032,1030)": "ReasonForStudy",
+    "(0032,1033)": "RequestingService",
+    "(0038,0040)": "DischargeDiagnosisDescription",
+    "(0038,0050)": "SpecialNeeds",
+    "(0038,0300)": "CurrentPatientLocation",
+    "(0038,0400)": "PatientInstitutionResidence",
+    "(0038,0500)": "PatientState",
+    "(0038,4000)": "VisitComments",
+    "(0040,0001)": "ScheduledStationAETitle",
+    "(0040,0006)": "ScheduledPerformingPhysicianName",
+    "(0040,0010)": "ScheduledStationName",
+    "(0040,0241)": "PerformedStationAETitle",
+    "(0040,0242)": "PerformedStationName",
+    "(0040,0243)": "PerformedLocation",
+    "(0040,1002)": "ReasonForTheRequestedProcedure",
+    "(0040,1102)": "PersonAddress",
+    "(0040,1103)": "PersonTelephoneNumbers",
+    "(0040,1400)": "RequestedProcedureComments",
+    "(0040,2400)": "ImagingServiceRequestComments",
+}
+REMOVED_KEYWORDS = REMOVED_KEYWORDS + tuple(BASIC_PROFILE_REMOVED.values())
 #: Attributes that must stay present (Type 2) and are emptied instead of removed.
 EMPTIED_KEYWORDS = ("ReferringPhysicianName", "AccessionNumber", "StudyID", "PatientBirthDate")
 #: UIDs that name standard things (classes, syntaxes) and are never remapped.
@@ -162,9 +206,7 @@ class Deidentifier:
 
     def _clean(self, ds: Dataset) -> None:
         """Remove, shift and remap in place, recursing into sequences."""
-        for keyword in REMOVED_KEYWORDS:
-            if keyword in ds:
-                del ds[keyword]
+        _remove_keywords(ds)
         for elem in list(ds.iterall()):
             if elem.tag.is_private or elem.value is None or elem.value == "":
                 continue
@@ -201,3 +243,14 @@ def _shift(value: str, vr: str, days: int) -> str:
         return ""
     moved = (day + timedelta(days=days)).strftime("%Y%m%d")
     return moved if vr == "DA" else moved + text[8:]
+
+
+def _remove_keywords(ds: Dataset) -> None:
+    """Delete every :data:`REMOVED_KEYWORDS` attribute from ``ds`` and from the items of its sequences."""
+    for keyword in REMOVED_KEYWORDS:
+        if keyword in ds:
+            del ds[keyword]
+    for elem in ds:
+        if elem.VR == "SQ" and elem.value:
+            for item in elem.value:
+                _remove_keywords(item)

@@ -17,6 +17,7 @@ The SR's content tree (Enhanced SR, root "Diagnostic imaging report", LOINC 1874
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
@@ -40,6 +41,13 @@ SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
 #: The Secondary Capture's longer side is at least this many pixels.
 SC_MIN_SIDE = 1024
+
+
+#: Type 2 patient and study attributes the SC and SR copy from the analysed image: added empty when absent.
+TYPE2_REFERENCE_KEYWORDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
+    "StudyTime", "ReferringPhysicianName",
+)  # fmt: skip
 
 
 class ExportError(Exception):
@@ -83,11 +91,18 @@ def export_dicom(
         raise ExportError(
             f"There is no analysis to export ({result.status}: {result.reason or 'no scores'})."
         )
+    if "StudyInstanceUID" not in source:
+        raise ExportError("The image has no Study Instance UID: the results cannot be filed with its study.")
     if deidentify:
         deidentifier = deidentifier or Deidentifier()
         reference = deidentifier.apply(source)
     else:
         reference = source
+    missing = [k for k in TYPE2_REFERENCE_KEYWORDS if k not in reference]  # required (maybe empty) by SC/SR
+    if missing:
+        reference = reference if deidentify else copy.deepcopy(source)  # the source is never modified
+        for keyword in missing:
+            setattr(reference, keyword, "")
     sc = None
     if include_secondary_capture:
         try:
@@ -95,8 +110,18 @@ def export_dicom(
         except Exception as exc:
             raise ExportError(str(exc)) from exc
         image = display_image if display_image is not None else dicom_display_image(source)
-        sc = make_secondary_capture(reference, result, image)
-    sr = make_structured_report(reference, result, secondary_capture=sc)
+        try:
+            sc = make_secondary_capture(reference, result, image)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ExportError(
+                f"The Secondary Capture could not be built from this image's header ({exc})."
+            ) from exc
+    try:
+        sr = make_structured_report(reference, result, secondary_capture=sc)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ExportError(
+            f"The structured report could not be built from this image's header ({exc})."
+        ) from exc
     return DicomExport(sc, sr)
 
 
