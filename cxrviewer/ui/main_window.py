@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
     image_shown = Signal(object)  # LoadedImage
     analysis_shown = Signal(object)  # AnalysisResult
     library_changed = Signal(str)  # a case was added to the user's library (the message)
+    export_finished = Signal(bool, object)  # ok, the written path(s) or the failure message
 
     def __init__(
         self,
@@ -692,17 +693,18 @@ class MainWindow(QMainWindow):
         job = BackgroundJob(work, self)
         self.export_job = job
 
-        def finished(message: str | None, ok: bool) -> None:
+        def finished(ok: bool, value: object) -> None:
             job.wait()
             job.deleteLater()
             self.export_job = None
             if ok:
-                self.statusBar().showMessage(str(message), 10000)
+                self.statusBar().showMessage(f"Exported {_names(value)}", 10000)
             else:
-                QMessageBox.warning(self, "Export failed", str(message))
+                QMessageBox.warning(self, "Export failed", str(value))
+            self.export_finished.emit(ok, value)
 
-        job.succeeded.connect(lambda out: finished(f"Exported {_names(out)}", True))
-        job.failed.connect(lambda msg: finished(msg, False))
+        job.succeeded.connect(lambda out: finished(True, out))
+        job.failed.connect(lambda msg: finished(False, msg))
         self.statusBar().showMessage("Exporting…")
         job.start()
         return job
