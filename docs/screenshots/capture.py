@@ -1,8 +1,9 @@
 """Capture the README screenshots from the real viewer window (run under Xvfb or any X display).
 
-    xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/capture.py --model MODEL_DIR
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/capture.py [--model MODEL_DIR]
 
-What is on screen is produced by the real code paths: the window, the analysis pipeline with MODEL_DIR, a
+What is on screen is produced by the real code paths: the window, the analysis pipeline with MODEL_DIR (the
+shipped classifier ``models/cxr-classifier`` unless another is given), a
 case library built here (in ``runs/screenshots/``, git-ignored) from shared-data images whose licence allows
 redistribution (CC BY), the shipped lung U-Net (``models/lung-unet``) and the worklist. The CTR widths are
 placed by this script, and the image is a CC BY JPEG (no pixel spacing, so measurements are in px).
@@ -89,7 +90,7 @@ def settle(app, seconds: float = 0.4) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=REPO / "models" / "cxr-classifier")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     args = p.parse_args()
