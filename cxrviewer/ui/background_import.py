@@ -7,6 +7,7 @@ Only modules that create no Qt objects at import time may be imported this way.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from collections.abc import Sequence
@@ -44,6 +45,12 @@ class BackgroundImport(QObject):
             for name in self.modules:
                 importlib.import_module(name)
         except Exception as exc:  # reported; the synchronous import on use will raise it properly
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            self._emit(self.failed, f"{type(exc).__name__}: {exc}")
             return
-        self.done.emit()
+        self._emit(self.done)
+
+    @staticmethod
+    def _emit(signal: Signal, *args: object) -> None:
+        # RuntimeError: the window (this object's parent) was closed before the imports finished
+        with contextlib.suppress(RuntimeError):
+            signal.emit(*args)

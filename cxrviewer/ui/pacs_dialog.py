@@ -138,6 +138,9 @@ class PacsDialog(QDialog):
         today = QDate.currentDate()
         self.date_from = QDateEdit(today.addYears(-1), calendarPopup=True, displayFormat="yyyy-MM-dd")
         self.date_to = QDateEdit(today, calendarPopup=True, displayFormat="yyyy-MM-dd")
+        for edit in (self.date_from, self.date_to):
+            edit.setEnabled(False)
+            self.use_dates.toggled.connect(edit.setEnabled)
         dates = QHBoxLayout()
         dates.addWidget(self.use_dates)
         dates.addWidget(self.date_from)

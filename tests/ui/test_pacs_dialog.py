@@ -4,9 +4,11 @@ injected; one end-to-end test uses the real Orthanc of tests/pacs when it is ins
 from __future__ import annotations
 
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QDate
 
 from cxrviewer.services.pacs import PacsError, PacsSettings, RetrieveCancelled, StudySummary
 from cxrviewer.services.pacs_cache import PacsCache
@@ -85,12 +87,18 @@ def test_search_fills_table_off_the_gui_thread(qtbot, pacs_window):
     dlg.modality.setCurrentText("CR")
     _search(qtbot, dlg)
     assert script["query"].patient_name == "DOE" and script["query"].modality == "CR"
+    assert script["query"].date_from is None and not dlg.date_from.isEnabled()
+    dlg.use_dates.setChecked(True)
+    dlg.date_from.setDate(QDate(2024, 1, 1))
+    dlg.date_to.setDate(QDate(2024, 12, 31))
+    _search(qtbot, dlg)
+    assert (script["query"].date_from, script["query"].date_to) == (date(2024, 1, 1), date(2024, 12, 31))
     assert script["thread"] is not threading.main_thread()
     assert dlg.table.rowCount() == 2
     assert dlg.table.item(0, 0).text() == "DOE^JANE"
     assert dlg.table.item(0, 2).text() == "2024-03-15"
     assert dlg.selected_study().study_uid == "1.2.3.4"
-    assert dlg.retrieve_button.isEnabled() and not errors and script["closed"] == 1
+    assert dlg.retrieve_button.isEnabled() and not errors and script["closed"] == 2
 
 
 def test_retrieve_opens_the_study_folder(qtbot, pacs_window):
