@@ -34,12 +34,19 @@ class ClampedFile(io.BufferedReader):
     def __init__(self, path: str | Path) -> None:
         super().__init__(io.FileIO(os.fspath(path), "rb"))
         self._size = os.fstat(self.fileno()).st_size
+        #: The first read that asked for more than the file still held: (bytes asked, bytes left, position
+        #: of the read), or None.
+        self.overrun: tuple[int, int, int] | None = None
 
     def read(self, size: int | None = -1) -> bytes:  # noqa: D102 - io.BufferedReader.read, clamped
         if size is not None and size > 0:
-            size = max(0, min(size, self._size - self.tell()))
-            if size == 0:
-                return b""
+            left = max(0, self._size - self.tell())
+            if size > left:
+                if left and self.overrun is None:
+                    self.overrun = (size, left, self.tell())
+                if not left:
+                    return b""
+                size = left
         return super().read(size)
 
 
@@ -51,7 +58,7 @@ def check_inflated_size(fh: BinaryIO, where: Path | None, *, force: bool, limit:
     :data:`MAX_INFLATED_BYTES`.
     """
     limit = MAX_INFLATED_BYTES if limit is None else limit
-    start = fh.tell()
+    start, overrun = fh.tell(), getattr(fh, "overrun", None)
     try:
         try:
             read_preamble(fh, force)
@@ -79,3 +86,5 @@ def check_inflated_size(fh: BinaryIO, where: Path | None, *, force: bool, limit:
         return  # damaged deflate stream: pydicom's own read reports it
     finally:
         fh.seek(start)
+        if isinstance(fh, ClampedFile):
+            fh.overrun = overrun  # the chunked reads here are no overrun of a declared length

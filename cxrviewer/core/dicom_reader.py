@@ -64,8 +64,36 @@ def read_dataset(
     with stream if stream is not None else source.open_binary() as fh:
         check_inflated_size(fh, source.error_path, force=force)
         ds = pydicom.dcmread(fh, force=force, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
+        overrun = getattr(fh, "overrun", None)
     ensure_transfer_syntax(ds)
+    if overrun is not None and not _after_pixel_data(ds, overrun[2]):
+        _refuse_overrun(ds, source, *overrun[:2])
     return ds
+
+
+def _after_pixel_data(ds: Dataset, position: int) -> bool:
+    """Whether ``position`` lies after the start of the pixel data's value (trailing bytes appended to a
+    complete image, e.g. a ZIP archive, do not make the image unreadable)."""
+    for keyword in PIXEL_DATA_KEYWORDS:
+        if keyword in ds:
+            start = getattr(ds.get_item(keyword), "value_tell", None)
+            return start is not None and position > start
+    return False
+
+
+def _refuse_overrun(ds: Dataset, source: ImageSource, asked: int, left: int) -> None:
+    """Raise :class:`LoadError` for a value declared longer than the rest of the file (the pixel data's
+    own message when it is the pixel data that is short)."""
+    try:
+        check_not_truncated(ds, source)
+    except LoadError:
+        raise
+    except Exception:  # noqa: BLE001 - a header too damaged to compute the expected size: general message
+        pass
+    raise LoadError(
+        f"the file is truncated or damaged: a value declares {_size(asked)} but only {_size(left)} follow",
+        source.error_path,
+    )
 
 
 def read_header(source: ImageSource, *, force: bool, stream: BinaryIO | None = None) -> tuple[Dataset, bool]:
@@ -190,7 +218,7 @@ def check_not_truncated(ds: Dataset, source: ImageSource) -> None:
     if ts.is_compressed or "PixelData" not in ds:
         return
     expected = get_expected_length(ds, "bytes")
-    found = len(ds.PixelData)
+    found = len(ds.PixelData or b"")
     if found < expected:
         raise LoadError(
             f"the pixel data is truncated (expected {_size(expected)}, found {_size(found)})",

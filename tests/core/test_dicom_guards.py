@@ -80,3 +80,24 @@ def test_element_declaring_two_gigabytes_does_not_allocate_them(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr[-800:]
     assert "memory" not in done.stdout, done.stdout
+    assert "a value declares 65,520 bytes but only" in done.stdout  # the name (0xFFF0) is the first overrun
+
+
+def test_clamped_read_is_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abcdef")
+    with ClampedFile(path) as fh:
+        fh.read(6)
+        fh.read(8)  # at the end: nothing left, not an overrun (pydicom probes for the next tag)
+        assert fh.overrun is None
+        fh.seek(2)
+        fh.read(100)
+        assert fh.overrun == (100, 4, 2)
+
+
+def test_bytes_appended_after_a_complete_image_do_not_refuse_it(tmp_path: Path) -> None:
+    """A ZIP or other data appended to a DICOM file reads as an element declaring more than is left."""
+    path = write_dicom(tmp_path / "appended.dcm", synthetic_cxr(32, 32, bits=12))
+    tail = struct.pack("<HH2sHI", 0x7FE1, 0x0010, b"OB", 0, 0x10000000) + b"PK\x03\x04" * 25
+    path.write_bytes(path.read_bytes() + tail)
+    assert load_image(path).shape == (32, 32)

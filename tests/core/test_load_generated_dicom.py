@@ -279,7 +279,7 @@ def test_missing_decoder_is_explained(tmp_path: Path, cxr: np.ndarray, monkeypat
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "PNG image is damaged or truncated"),
         (
             b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00abcd" + b"\xff" * 40,
-            "DICOM without pixel data",
+            "the file is truncated or damaged: a value declares 8,192 bytes but only 32 bytes follow",
         ),
     ],
     ids=["empty", "text", "bad-png", "garbage-dicom"],
