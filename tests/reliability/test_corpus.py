@@ -24,8 +24,7 @@ from tests.reliability.corpus_runner import run_corpus, summary
 CORPUS_CACHE = REPO_ROOT / ".cache" / "reliability-corpus"
 
 #: Corpus file (path suffix) → the loader bug it shows. Reported to the loader's owner; remove when fixed.
-KNOWN_LOADER_BUGS = {
-}
+KNOWN_LOADER_BUGS: dict[str, str] = {}
 
 
 #: ZIP cases whose study tree must list exactly this many images (traversal names and bombs left out).
