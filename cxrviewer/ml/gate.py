@@ -9,6 +9,9 @@ Checks, in order (the first that fails decides the reason):
 3. its embedding is not too far (Mahalanobis distance, Ledoit-Wolf covariance of training frontal CXRs) from
    the radiographs the models were trained on — this catches kinds of image the classifier never saw.
 
+4. optionally (``lung_segmenter=LungSegmenter(...)``), the lung mask passes its quality check
+   (:func:`cxrviewer.ml.segmentation.assess_mask`: two lungs, plausible area and balance).
+
 Thresholds come from the manifest (chosen on validation frontal CXRs, see ``docs/segmentation.md``). A failed
 gate yields ``"abstained: <reason>"`` instead of class scores. torch is imported lazily.
 """
@@ -81,7 +84,7 @@ def rule_check(image: np.ndarray, rules: GateRules) -> str:
 class InputGate:
     """Loads ``models/input-gate/`` (hash-verified) and checks images; see the module docstring."""
 
-    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, verify: bool = True):
+    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, verify: bool = True, lung_segmenter=None):
         import torch
         from safetensors.torch import load_file
 
@@ -104,6 +107,7 @@ class InputGate:
         self._mean = stats["mean"].double()
         self._precision = stats["precision"].double()
         self._torch = torch
+        self.lung_segmenter = lung_segmenter
 
     def scores(self, images: list[np.ndarray], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Softmax scores (N, 3) and Mahalanobis distances (N,) for images that passed the rules."""
@@ -158,6 +162,15 @@ class InputGate:
             probs, dist = self.scores([images[i] for i in todo])
             for j, i in enumerate(todo):
                 results[i] = self.decide(probs[j], float(dist[j]))
+                if results[i].ok and self.lung_segmenter is not None:
+                    qa = self.lung_segmenter.segment(images[i]).qa
+                    if not qa.ok:
+                        results[i] = GateResult(
+                            False,
+                            "no plausible pair of lungs was found: " + "; ".join(qa.warnings),
+                            results[i].scores,
+                            results[i].distance,
+                        )
         return [r for r in results if r is not None]
 
     def check(self, image: np.ndarray) -> GateResult:

@@ -112,3 +112,27 @@ def test_tampered_gate_is_refused(tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError):
         InputGate(copy)
+
+
+@needs_model
+def test_lung_quality_check_as_fourth_check(shared_data):
+    """With a lung segmenter the gate also refuses images without a plausible pair of lungs."""
+    import cv2
+
+    from cxrviewer.ml.gate import InputGate
+    from cxrviewer.ml.segmentation import DEFAULT_MODEL_DIR as LUNG_DIR
+    from cxrviewer.ml.segmentation import LungSegmenter
+
+    if not (LUNG_DIR / "manifest.json").is_file():
+        pytest.skip("models/lung-unet is not present")
+    gate = InputGate(DEFAULT_MODEL_DIR, lung_segmenter=LungSegmenter(LUNG_DIR))
+    cxr = shared_data / "cxr"
+    views = {r["path"]: r["view"] for r in _rows(cxr / "labels.csv")}
+    paths = _test_split(lambda p: views.get(p) in ("PA", "AP"))[::97][:8]
+    results = gate.check_many([cv2.imread(str(cxr / p), cv2.IMREAD_GRAYSCALE) for p in paths])
+    assert sum(r.ok for r in results) >= len(paths) - 1, [r.reason for r in results]
+    rng = np.random.default_rng(5)
+    blobs = cv2.GaussianBlur(rng.normal(0, 1, (300, 300)), (0, 0), 12)
+    blobs = ((blobs - blobs.min()) / np.ptp(blobs) * 255).astype(np.uint8)
+    ok, reason = gate.check(blobs)
+    assert not ok and reason

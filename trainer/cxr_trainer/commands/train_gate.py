@@ -37,6 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", type=Path, default=Path(".cache/gate"))
+    p.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="do not train: measure the existing --out model on the same test material",
+    )
+    p.add_argument(
+        "--with-lung-qa",
+        type=Path,
+        default=None,
+        metavar="LUNG_MODEL",
+        help="measure the gate with the lung-mask quality check of this lung model as a 4th check",
+    )
     p.set_defaults(func=run)
 
 
@@ -113,61 +125,68 @@ def run(args: argparse.Namespace) -> int:
     seen = {it.family for it in other_train}
     say(f"non-CXR: {len(other_train)} train, {len(other_test)} test")
 
-    pools = {
-        "frontal": cache.pixels[by[("train", "frontal")]],
-        "lateral": cache.pixels[by[("train", "lateral")]],
-        "other": preprocess_items(other_train, spec),
-    }
-    model = create_model("mobilenet_v3_small", num_classes=3, in_chans=1, dropout=0.2)
-    result = train_gate_model(model, pools, spec, args.minutes, seed=args.seed, log=say)
+    if not args.evaluate_only:
+        pools = {
+            "frontal": cache.pixels[by[("train", "frontal")]],
+            "lateral": cache.pixels[by[("train", "lateral")]],
+            "other": preprocess_items(other_train, spec),
+        }
+        model = create_model("mobilenet_v3_small", num_classes=3, in_chans=1, dropout=0.2)
+        result = train_gate_model(model, pools, spec, args.minutes, seed=args.seed, log=say)
 
-    # OOD statistics from training frontals; thresholds from validation frontals only
-    sub = sorted(rng.sample(by[("train", "frontal")], min(3000, len(by[("train", "frontal")]))))
-    _, emb_tr = scores_and_embeddings(model, cache.pixels[sub], spec)
-    mean, precision = fit_mahalanobis(emb_tr)
-    p_val, emb_val = scores_and_embeddings(model, cache.pixels[by[("val", "frontal")]], spec)
-    d_val = mahalanobis(emb_val, mean, precision)
-    p_val_lat, _ = scores_and_embeddings(model, cache.pixels[by[("val", "lateral")]], spec)
-    thresholds = {
-        "min_frontal": float(min(0.5, np.quantile(p_val[:, 0], 0.003))),
-        "max_lateral": 0.5,
-        "max_distance": float(np.quantile(d_val, 0.997) * 1.05),
-        "chosen_on": "validation frontal CXRs: 0.3rd percentile of the frontal score (at most 0.5), "
-        "99.7th percentile of the Mahalanobis distance + 5 %",
-    }
-    say(json.dumps(thresholds))
+        # OOD statistics from training frontals; thresholds from validation frontals only
+        sub = sorted(rng.sample(by[("train", "frontal")], min(3000, len(by[("train", "frontal")]))))
+        _, emb_tr = scores_and_embeddings(model, cache.pixels[sub], spec)
+        mean, precision = fit_mahalanobis(emb_tr)
+        p_val, emb_val = scores_and_embeddings(model, cache.pixels[by[("val", "frontal")]], spec)
+        d_val = mahalanobis(emb_val, mean, precision)
+        p_val_lat, _ = scores_and_embeddings(model, cache.pixels[by[("val", "lateral")]], spec)
+        thresholds = {
+            "min_frontal": float(min(0.5, np.quantile(p_val[:, 0], 0.003))),
+            "max_lateral": 0.5,
+            "max_distance": float(np.quantile(d_val, 0.997) * 1.05),
+            "chosen_on": "validation frontal CXRs: 0.3rd percentile of the frontal score (at most 0.5), "
+            "99.7th percentile of the Mahalanobis distance + 5 %",
+        }
+        say(json.dumps(thresholds))
 
-    out = args.out
-    manifest = ModelManifest(
-        name="input-gate",
-        version="1.0.0",
-        kind="gate",
-        architecture={"name": "mobilenet_v3_small", "num_classes": 3, "in_chans": 1},
-        labels=list(GATE_LABELS),
-        preprocessing=spec.to_dict(),
-        task={
-            "name": "input-gate",
-            "classes": {
-                "frontal": list(("PA", "AP", "AP Supine", "frontal")),
-                "lateral": ["L"],
-                "other": "non-CXR images (see docs)",
+        out = args.out
+        manifest = ModelManifest(
+            name="input-gate",
+            version="1.0.0",
+            kind="gate",
+            architecture={"name": "mobilenet_v3_small", "num_classes": 3, "in_chans": 1},
+            labels=list(GATE_LABELS),
+            preprocessing=spec.to_dict(),
+            task={
+                "name": "input-gate",
+                "classes": {
+                    "frontal": list(("PA", "AP", "AP Supine", "frontal")),
+                    "lateral": ["L"],
+                    "other": "non-CXR images (see docs)",
+                },
             },
-        },
-        thresholds=thresholds,
-        extra={"rules": GateRules().__dict__},
-    )
-    save_classifier(model, manifest, out)
-    save_file(
-        {"mean": torch.from_numpy(mean), "precision": torch.from_numpy(precision)},
-        str(out / "ood.safetensors"),
-    )
-    record_file(out, manifest, "ood", "ood.safetensors")
-    write_split_csv(out / "split.csv", recs, plan.assignment)
-    record_file(out, manifest, "split", "split.csv")
-    write_manifest(out, manifest)
+            thresholds=thresholds,
+            extra={"rules": GateRules().__dict__},
+        )
+        save_classifier(model, manifest, out)
+        save_file(
+            {"mean": torch.from_numpy(mean), "precision": torch.from_numpy(precision)},
+            str(out / "ood.safetensors"),
+        )
+        record_file(out, manifest, "ood", "ood.safetensors")
+        write_split_csv(out / "split.csv", recs, plan.assignment)
+        record_file(out, manifest, "split", "split.csv")
+        write_manifest(out, manifest)
 
     # measure the saved artifact end to end on raw test images
-    gate = InputGate(out)
+    out = args.out
+    lung = None
+    if args.with_lung_qa is not None:
+        from cxrviewer.ml.segmentation import LungSegmenter
+
+        lung = LungSegmenter(args.with_lung_qa, threads=args.threads)
+    gate = InputGate(out, lung_segmenter=lung)
     metrics: dict = {}
     test_front = [read_gray(recs[i].path) for i in by[("test", "frontal")]]
     res = gate.check_many(test_front)
@@ -181,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     metrics["lateral_refused_test"] = _rate(
         [not r.ok for r in gate.check_many(lat_imgs[: len(by[("test", "lateral")])])]
     )
-    metrics["val_lateral_scored_lateral"] = _rate(list(p_val_lat[:, 1] > 0.5))
+    if not args.evaluate_only:
+        metrics["val_lateral_scored_lateral"] = _rate(list(p_val_lat[:, 1] > 0.5))
     res_o = gate.check_many([it.image for it in other_test])
     fam = defaultdict(list)
     for it, r in zip(other_test, res_o, strict=True):
@@ -213,6 +233,13 @@ def run(args: argparse.Namespace) -> int:
     }
     say(json.dumps(metrics, indent=1))
 
+    if args.evaluate_only:
+        name = "lung_qa" if lung is not None else "gate"
+        report = Path("runs") / f"evaluation_{name}.json"
+        report.parent.mkdir(exist_ok=True)
+        report.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        say(f"wrote {report}")
+        return 0
     manifest.metrics = metrics
     manifest.training = {
         "data": str(args.data),
