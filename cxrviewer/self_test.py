@@ -3,7 +3,8 @@
 It verifies the SHA-256 of every shipped model (``models/*/manifest.json``), loads each one, checks that the
 DICOM decoders are present, opens every bundled sample image (``resources/samples/``) and analyses it with
 each classifier through :class:`~cxrviewer.services.analysis.AnalysisPipeline` — the same pipeline the
-window uses — then prints a JSON summary and exits 0 when everything passed, 1 otherwise.
+window uses — exports one result (PDF/PNG report, DICOM SR + Secondary Capture, into a temporary folder),
+then prints a JSON summary and exits 0 when everything passed, 1 otherwise.
 
 An installation without a classifier can view images but not analyse them; for a release that is a
 failure. ``--allow-no-model`` (development builds) turns it into a pass in "viewing only" mode.
@@ -219,8 +220,11 @@ def _result_problem(result, heatmap: bool) -> str | None:
     return None
 
 
-def check_classifier(model_dir: Path, samples: Sequence[Path], device: str, libraries) -> list[Check]:
-    """Load one classifier through the analysis pipeline and analyse every sample with it."""
+def check_classifier(
+    model_dir: Path, samples: Sequence[Path], device: str, libraries, results: dict[Path, Any] | None = None
+) -> list[Check]:
+    """Load one classifier through the analysis pipeline and analyse every sample with it (the results are
+    stored in ``results`` by path when given)."""
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
 
     name = f"classifier:{model_dir.name}"
@@ -239,6 +243,8 @@ def check_classifier(model_dir: Path, samples: Sequence[Path], device: str, libr
     checks = [Check(name, True, "ok", "loaded", load_data)]
     for path in samples:
         result = pipeline.analyze(path)
+        if results is not None:
+            results[path] = result
         problem = _result_problem(result, pipeline.settings.heatmap)
         data = {
             "status": result.status,
@@ -258,6 +264,48 @@ def check_classifier(model_dir: Path, samples: Sequence[Path], device: str, libr
             )
         )
     return checks
+
+
+def check_exports(results: dict[Path, Any]) -> list[Check]:
+    """Export the first analysed DICOM sample as the window does: PDF and PNG report (matplotlib), DICOM SR
+    and Secondary Capture (highdicom), written to a temporary folder; and import the PACS client. A build
+    without the export stack (``CXR_WITH_EXPORTS=0``) reports ``absent``."""
+    if importlib.util.find_spec("matplotlib") is None or importlib.util.find_spec("highdicom") is None:
+        return [Check("exports", True, "absent", "report/DICOM export and PACS are not in this build")]
+    dicom = [
+        (p, r) for p, r in results.items() if p.suffix.lower() in (".dcm", ".dicom") and r.status == "ok"
+    ]
+    if not dicom:
+        # (a sample that failed to analyse is already a failure of its own)
+        return [Check("exports", True, "skipped", "no analysed DICOM sample to export")]
+    import tempfile
+
+    import pydicom
+
+    from cxrviewer.services.analysis import read_display_image
+    from cxrviewer.services.export.dicom_export import export_dicom
+    from cxrviewer.services.export.report import render_report
+
+    path, result = dicom[0]
+    t0 = time.perf_counter()
+    try:
+        image = read_display_image(path)
+        with tempfile.TemporaryDirectory(prefix="cxrviewer-self-test-") as tmp:
+            sizes = {}
+            for name in ("report.pdf", "report.png"):
+                sizes[name] = render_report(result, image, Path(tmp) / name).stat().st_size
+            export = export_dicom(pydicom.dcmread(path), result, display_image=image)
+            for name, ds in (("sr.dcm", export.structured_report), ("sc.dcm", export.secondary_capture)):
+                if ds is not None:
+                    ds.save_as(Path(tmp) / name, enforce_file_format=True)
+                    sizes[name] = (Path(tmp) / name).stat().st_size
+        import cxrviewer.services.pacs  # noqa: F401 - the PACS client must import (no connection is made)
+    except Exception as exc:  # noqa: BLE001 - any export failure is this check's failure
+        return [Check("exports", False, "failed", f"{path.name}: {type(exc).__name__}: {exc}")]
+    ms = round((time.perf_counter() - t0) * 1000.0, 1)
+    return [
+        Check("exports", True, "ok", f"{path.name}: report, SR and SC written", {"bytes": sizes, "ms": ms})
+    ]
 
 
 def open_libraries(models_root: Path) -> tuple[list[Check], Any]:
@@ -305,8 +353,12 @@ def run_self_test(settings: SelfTestSettings | None = None) -> SelfTestReport:
     samples = sample_files(samples_dir)
     report.checks += check_sample_loads(samples)
     if classifiers:
-        for model_dir in classifiers:
-            report.checks += check_classifier(model_dir, samples, s.device, libraries)
+        results: dict[Path, Any] = {}
+        for i, model_dir in enumerate(classifiers):
+            report.checks += check_classifier(
+                model_dir, samples, s.device, libraries, results if i == 0 else None
+            )
+        report.checks += check_exports(results)
     else:
         report.mode = "viewing only"
     if not classifiers and not any(c.name.startswith("model:") and not c.ok for c in report.checks):

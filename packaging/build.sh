@@ -3,7 +3,7 @@
 #
 #   bash packaging/build.sh            # CPU build: ONNX Runtime, no torch at run time
 #   CXR_BUILD=gpu bash packaging/build.sh   # GPU build: torch with CUDA (large; needs a CUDA torch in the venv)
-#   CXR_WITH_EXPORTS=1 ...             # also bundle the PDF/DICOM export and PACS stack
+#   CXR_WITH_EXPORTS=0 ...             # viewer-only: no report/DICOM export, no PACS (smaller)
 #
 # Environment: PYTHON (default .venv/bin/python, which needs `pip install -e ".[packaging]"`), NICE (default 10:
 # the build is CPU-heavy; it runs at lower priority so a shared machine stays usable).
@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 export CXR_BUILD="${CXR_BUILD:-cpu}"
-export CXR_WITH_EXPORTS="${CXR_WITH_EXPORTS:-0}"
+export CXR_WITH_EXPORTS="${CXR_WITH_EXPORTS:-1}"
 NICE="${NICE:-10}"
 
 "$PYTHON" -c "import PyInstaller" 2>/dev/null || {

@@ -43,6 +43,10 @@ def test_onnx_classifier_passes_without_importing_torch(tiny_models_root):
         probs = check["data"]["probabilities"]
         assert set(probs) == {"normal", "pneumonia", "covid"}
         assert abs(sum(probs.values()) - 1.0) < 1e-3
+    exports = checks["exports"]  # report (PDF, PNG), DICOM SR and SC of a DICOM sample, written and sized
+    assert exports["status"] == "ok"
+    assert set(exports["data"]["bytes"]) == {"report.pdf", "report.png", "sr.dcm", "sc.dcm"}
+    assert min(exports["data"]["bytes"].values()) > 1000
     assert "self-test passed" in err
 
 
@@ -81,6 +85,7 @@ def test_failed_analysis_is_a_failure(tiny_models_root, tmp_path):
     report = run_self_test(SelfTestSettings(models_root=tiny_models_root, samples_dir=samples, device="cpu"))
     assert not report.ok
     assert sorted(f.split(": ")[0] for f in report.failures) == ["analyse:broken.dcm", "open:broken.dcm"]
+    assert [c.status for c in report.checks if c.name == "exports"] == ["skipped"]
 
 
 def test_report_json_round_trips(tmp_path):
