@@ -69,15 +69,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--image", default=None, help="a CXR image for the approximation-error figures")
     parser.add_argument("--skip-naive", action="store_true", help="skip the slow naive occlusion loop")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a trained model folder (e.g. models/cxr-classifier): time it at its own input size instead of ResNet-18",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = create_model("resnet18", 3, 1).eval()
+    if args.model:
+        from cxrviewer.ml.model_io import load_classifier
+
+        model, manifest = load_classifier(args.model)
+        args.size = manifest.preprocess_spec.size
+        name = f"{manifest.name} ({manifest.architecture['name']}, trained)"
+    else:
+        model = create_model("resnet18", 3, 1).eval()
+        name = "ResNet-18"
     x, source = _input(args.image, args.size)
     cls = 0
     settings = OcclusionSettings()
     window, stride = settings.resolved(args.size)
-    print(f"ResNet-18, {args.size} px, 1 channel, {args.threads} threads, input: {source}")
+    print(f"{name}, {args.size} px, 1 channel, {args.threads} threads, input: {source}")
     print(
         f"occlusion: window {window}, stride {stride}, fill {settings.fill}, batch {settings.batch_size}",
         flush=True,
