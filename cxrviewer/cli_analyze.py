@@ -112,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
+    from cxrviewer.services.shipped_helpers import load_shipped_helpers
 
+    gate, segmenter, helper_notes = load_shipped_helpers(threads=args.threads)
+    for note in helper_notes:
+        print(f"cxrviewer analyze: {note}", file=sys.stderr)
     pipeline = AnalysisPipeline(
         AnalysisSettings(
             model_dir=args.model,
@@ -122,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             threads=args.threads,
             heatmap=False,  # nothing to draw it on; the CAM costs little but is not printed
-        )
+        ),
+        gate=gate,
+        segmenter=segmenter,
     )
     rows = [r.to_json() for r in pipeline.iter_analyze(inputs)]
     text = json.dumps(rows, indent=2) + "\n" if args.format == "json" else to_csv(rows)

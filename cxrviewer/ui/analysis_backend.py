@@ -145,36 +145,12 @@ class PipelineAnalyzer:
         return f"Added to your case library “{name}” as case {case_id} ({label})."
 
 
-class LungMaskAdapter:
-    """``segment(image) -> mask`` (what the pipeline expects) over ``cxrviewer.ml.segmentation.LungSegmenter``
-    (whose ``segment`` returns a ``LungMask`` with the mask on the original grid)."""
-
-    def __init__(self, segmenter: Any) -> None:
-        self.segmenter = segmenter
-
-    def segment(self, image: Any):
-        return self.segmenter.segment(image).mask
-
-
 def shipped_helpers(settings: ViewerSettings) -> tuple[Any, Any, list[str]]:
-    """The input gate and lung segmenter shipped under ``models/`` (``None`` when absent), and a note per
-    helper that exists but could not be loaded (the analysis then runs without it and says so)."""
-    notes: list[str] = []
-    gate = segmenter = None
-    from cxrviewer.ml import gate as gate_module
-    from cxrviewer.ml import segmentation
+    """The shipped input gate and lung segmenter (see :func:`cxrviewer.services.shipped_helpers.load_shipped_helpers`),
+    with the viewer's thread budget."""
+    from cxrviewer.services.shipped_helpers import load_shipped_helpers
 
-    if (gate_module.DEFAULT_MODEL_DIR / "manifest.json").is_file():
-        try:
-            gate = gate_module.InputGate()
-        except Exception as exc:  # a damaged helper must not stop the classifier
-            notes.append(f"the input gate could not be loaded ({exc})")
-    if (segmentation.DEFAULT_MODEL_DIR / "manifest.json").is_file():
-        try:
-            segmenter = LungMaskAdapter(segmentation.LungSegmenter(threads=analysis_threads()))
-        except Exception as exc:
-            notes.append(f"the lung segmenter could not be loaded ({exc})")
-    return gate, segmenter, notes
+    return load_shipped_helpers(threads=analysis_threads())
 
 
 def analysis_threads() -> int:
