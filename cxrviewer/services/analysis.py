@@ -395,8 +395,21 @@ class AnalysisPipeline:
     def _neighbours(self, result: AnalysisResult, embedding: np.ndarray, model_id: str, job: _Job) -> None:
         from cxrviewer.ml.retrieval import neighbour_vote
 
+        stale = getattr(self.libraries, "stale", None)
         try:
-            found = list(self.libraries.query(embedding, self.settings.neighbours, model_id=model_id))
+            if stale is not None:  # a library set: search the up-to-date libraries, name the stale ones
+                for lib in stale(model_id):
+                    result.warnings.append(
+                        f"case library {lib.info.name!r} was built with another model and is not searched; "
+                        "rebuild it for this model"
+                    )
+                found = list(
+                    self.libraries.query(
+                        embedding, self.settings.neighbours, model_id=model_id, skip_stale=True
+                    )
+                )
+            else:
+                found = list(self.libraries.query(embedding, self.settings.neighbours, model_id=model_id))
         except Exception as exc:  # noqa: BLE001 - e.g. a library built with another model
             result.warnings.append(f"similar cases are not shown: {exc}")
             return
