@@ -12,6 +12,11 @@ so this equals Grad-CAM on the last feature map), and the retrieval embedding is
 The batch axis is dynamic, so the worklist can batch. Quantisation: :func:`quantize_int8` writes either a
 dynamic-range model (weights int8, activations quantised on the fly) or, given calibration inputs, a static
 QDQ model with per-channel weights (see ``docs/benchmarks.md`` for which is faster on which CPU).
+
+The helper models use the same exporter (:func:`export_graph`, :func:`verify_graph`) with their own outputs:
+the lung U-Net's graph outputs ``logits`` ``(batch, 1, size, size)`` (:data:`SEG_OUTPUT_NAMES`); the input
+gate's outputs ``logits`` ``(batch, 3)`` and ``embedding`` ``(batch, D)``, the globally average-pooled feature
+vector its Mahalanobis out-of-distribution check measures (:data:`GATE_OUTPUT_NAMES`, :func:`gate_graph_module`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import numpy as np
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "features")
+SEG_OUTPUT_NAMES = ("logits",)
+GATE_OUTPUT_NAMES = ("logits", "embedding")
 DEFAULT_OPSET = 17
 
 
@@ -48,6 +55,85 @@ def _logits_and_features(model):
     return LogitsAndFeatures(model).eval()
 
 
+def gate_graph_module(model):
+    """Wrap a gate Classifier so that forward returns ``(logits, pooled embedding)`` (the gate's graph)."""
+    import torch
+    from torch import nn
+
+    class LogitsAndEmbedding(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            fmap = self.inner.forward_features(x)
+            return self.inner.forward_head(fmap), torch.flatten(self.inner.pool(fmap), 1)
+
+    return LogitsAndEmbedding(model).eval()
+
+
+def export_graph(
+    module,
+    out_path: str | Path,
+    size: int,
+    in_chans: int,
+    output_names: tuple[str, ...],
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``module`` (eval mode, CPU, fp32) to ONNX: input ``input`` (batch, in_chans, size, size), a dynamic
+    batch axis, and ``output_names`` for the module's outputs in order. Returns ``out_path`` as a Path."""
+    import torch
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    was_training = module.training
+    module = module.cpu().float().eval()
+    dummy = torch.zeros(1, in_chans, size, size, dtype=torch.float32)
+    axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter handles these plain CNNs without extra dependencies (onnxscript).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module,
+                (dummy,),
+                str(out),
+                input_names=[INPUT_NAME],
+                output_names=list(output_names),
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        module.train(was_training)
+    return out
+
+
+def verify_graph(
+    module, onnx_path: str | Path, x, output_names: tuple[str, ...], atol: float = 1e-4
+) -> float:
+    """Run ``x`` through ``module`` (torch, CPU, fp32) and the ONNX graph (ORT CPU, fp32); return the largest
+    absolute difference over all outputs. Raises :class:`OnnxParityError` when it exceeds ``atol``."""
+    import torch
+
+    xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    xt = xt.float().cpu()
+    module = module.cpu().float().eval()
+    with torch.inference_mode():
+        out = module(xt)
+    ref = [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+    from cxrviewer.ml.backends.ort_backend import cpu_session
+
+    got = cpu_session(onnx_path).run(list(output_names), {INPUT_NAME: xt.numpy()})
+    diff = max(float(np.max(np.abs(r - g))) for r, g in zip(ref, got, strict=True))
+    if not diff <= atol:
+        raise OnnxParityError(
+            f"{Path(onnx_path).name} differs from the torch model by {diff:.3g} (tolerance {atol:g})"
+        )
+    return diff
+
+
 def export_onnx(model, out_path: str | Path, size: int, in_chans: int, opset: int = DEFAULT_OPSET) -> Path:
     """Export ``model`` (a registry ``Classifier``) to ONNX with outputs ``logits`` and ``features``.
 
@@ -61,32 +147,11 @@ def export_onnx(model, out_path: str | Path, size: int, in_chans: int, opset: in
     Returns:
         ``out_path`` as a Path.
     """
-    import torch
-
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
-    wrapper = _logits_and_features(model.cpu().float().eval())
-    dummy = torch.zeros(1, in_chans, size, size, dtype=torch.float32)
-    axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript exporter handles these plain CNNs without extra dependencies (onnxscript).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                wrapper,
-                (dummy,),
-                str(out),
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes=axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+        return export_graph(_logits_and_features(model), out_path, size, in_chans, OUTPUT_NAMES, opset)
     finally:
         model.train(was_training)
-    return out
 
 
 def verify_onnx(model, onnx_path: str | Path, x, atol: float = 1e-4) -> float:
@@ -95,22 +160,18 @@ def verify_onnx(model, onnx_path: str | Path, x, atol: float = 1e-4) -> float:
     Both outputs (logits and feature map) are compared. Raises :class:`OnnxParityError` when the largest
     difference exceeds ``atol``.
     """
-    import torch
+    return verify_graph(_logits_and_features(model), onnx_path, x, OUTPUT_NAMES, atol)
 
-    xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    xt = xt.float().cpu()
-    wrapper = _logits_and_features(model.cpu().float().eval())
-    with torch.inference_mode():
-        ref = [t.numpy() for t in wrapper(xt)]
-    from cxrviewer.ml.backends.ort_backend import cpu_session
 
-    got = cpu_session(onnx_path).run(list(OUTPUT_NAMES), {INPUT_NAME: xt.numpy()})
-    diff = max(float(np.max(np.abs(r - g))) for r, g in zip(ref, got, strict=True))
-    if not diff <= atol:
-        raise OnnxParityError(
-            f"{Path(onnx_path).name} differs from the torch model by {diff:.3g} (tolerance {atol:g})"
-        )
-    return diff
+def onnx_manifest_entry(outputs: tuple[str, ...], diff: float, atol: float, checked_on: str) -> dict:
+    """What a manifest records under ``extra["onnx"]`` about an exported graph and its parity check."""
+    return {
+        "opset": DEFAULT_OPSET,
+        "outputs": list(outputs),
+        "max_abs_diff_vs_torch": diff,
+        "atol": atol,
+        "checked_on": checked_on,
+    }
 
 
 class _ArrayReader:

@@ -94,7 +94,13 @@ def export_model(
     from cxr_trainer.metrics import roc_auc
     from cxrviewer.ml.manifest import record_file, write_manifest
     from cxrviewer.ml.model_io import load_classifier
-    from cxrviewer.ml.onnx_export import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx, quantize_int8, verify_onnx
+    from cxrviewer.ml.onnx_export import (
+        OUTPUT_NAMES,
+        export_onnx,
+        onnx_manifest_entry,
+        quantize_int8,
+        verify_onnx,
+    )
 
     src = Path(model_dir)
     model, manifest = load_classifier(src)
@@ -120,13 +126,7 @@ def export_model(
         check_on = "8 random inputs (no labelled data found)"
     diff = verify_onnx(model, onnx_path, x, atol=atol)
     record_file(dst, manifest, "onnx", ONNX_NAME)
-    manifest.extra["onnx"] = {
-        "opset": DEFAULT_OPSET,
-        "outputs": list(OUTPUT_NAMES),
-        "max_abs_diff_vs_torch": diff,
-        "atol": atol,
-        "checked_on": check_on,
-    }
+    manifest.extra["onnx"] = onnx_manifest_entry(OUTPUT_NAMES, diff, atol, check_on)
     result: dict[str, Any] = {"onnx": str(onnx_path), "max_abs_diff": diff}
     if int8:
         calib = None
