@@ -13,7 +13,8 @@ Checks, in order (the first that fails decides the reason):
    (:func:`cxrviewer.ml.segmentation.assess_mask`: two lungs, plausible area and balance).
 
 Thresholds come from the manifest (chosen on validation frontal CXRs, see ``docs/segmentation.md``). A failed
-gate yields ``"abstained: <reason>"`` instead of class scores. torch is imported lazily.
+gate yields ``"abstained: <reason>"`` instead of class scores. The network runs on ONNX Runtime on the CPU when
+the model folder ships an ``onnx`` graph (no torch import), else on torch, imported lazily.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from cxrviewer.core.preprocess import PreprocessSpec, preprocess, to_uint8
+from cxrviewer.ml.backends.helper_backend import ChosenBackend
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "input-gate"
 GATE_LABELS = ("frontal", "lateral", "other")
@@ -81,17 +83,56 @@ def rule_check(image: np.ndarray, rules: GateRules) -> str:
     return ""
 
 
-class InputGate:
-    """Loads ``models/input-gate/`` (hash-verified) and checks images; see the module docstring."""
+def mahalanobis_distances(embeddings: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Mahalanobis distances (float64) of pooled embeddings ``(N, D)`` to ``mean`` under ``precision``."""
+    d = np.asarray(embeddings, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    return np.sqrt(np.clip(((d @ np.asarray(precision, dtype=np.float64)) * d).sum(1), 0.0, None))
 
-    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, verify: bool = True, lung_segmenter=None):
-        import torch
-        from safetensors.torch import load_file
 
-        from cxrviewer.ml.manifest import ModelIntegrityError
-        from cxrviewer.ml.model_io import load_classifier
+def _read_ood_stats(path: Path, model_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``precision`` from the OOD statistics file (numpy; no torch)."""
+    from safetensors import SafetensorError, safe_open
 
-        self.model, self.manifest = load_classifier(model_dir, verify=verify)
+    from cxrviewer.ml.manifest import ModelIntegrityError
+
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            return fh.get_tensor("mean").astype(np.float64), fh.get_tensor("precision").astype(np.float64)
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise ModelIntegrityError(f"model {model_name}: the OOD statistics cannot be read ({exc})") from exc
+
+
+class InputGate(ChosenBackend):
+    """Loads ``models/input-gate/`` (hash-verified) and checks images; see the module docstring.
+
+    The classifier runs on ONNX Runtime on the CPU when the manifest lists an ``onnx`` graph (outputs
+    ``logits`` and the pooled ``embedding``; torch is then never imported), on torch otherwise or when
+    ``device`` asks for CUDA. Softmax and the Mahalanobis distance are computed in numpy either way.
+
+    Args:
+        model_dir: the gate's model folder.
+        verify: check every file's SHA-256 before loading (default).
+        lung_segmenter: optional :class:`~cxrviewer.ml.segmentation.LungSegmenter` for the 4th check.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        threads: CPU compute threads (default: physical cores).
+        backend: force ``onnxruntime-cpu-fp32``, ``torch-cpu-fp32`` or ``torch-cuda-fp32``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+        verify: bool = True,
+        lung_segmenter=None,
+        device: str = "auto",
+        threads: int | None = None,
+        backend: str | None = None,
+    ):
+        from cxrviewer.ml.backends.helper_backend import build_helper_runner, choose_helper_backend
+        from cxrviewer.ml.manifest import ModelIntegrityError, load_manifest
+        from cxrviewer.ml.onnx_export import GATE_OUTPUT_NAMES
+
+        self.model_dir = Path(model_dir)
+        self.manifest = load_manifest(model_dir, verify=verify)
         if self.manifest.kind != "gate" or tuple(self.manifest.labels) != GATE_LABELS:
             raise ModelIntegrityError(f"{model_dir} is not an input-gate model (kind {self.manifest.kind})")
         self.spec: PreprocessSpec = self.manifest.preprocess_spec
@@ -103,23 +144,37 @@ class InputGate:
         ood = self.manifest.files.get(OOD_FILE_ROLE)
         if ood is None:
             raise ModelIntegrityError("input-gate model lists no OOD statistics file")
-        stats = load_file(str(Path(model_dir) / ood.path))
-        self._mean = stats["mean"].double()
-        self._precision = stats["precision"].double()
-        self._torch = torch
+        self._mean, self._precision = _read_ood_stats(self.model_dir / ood.path, self.manifest.name)
+        self._choice = choose_helper_backend(self.manifest, device=device, backend=backend)
+        self.model = None  # the torch classifier, on the torch path only
+        self._runner = build_helper_runner(
+            self.manifest,
+            self.model_dir,
+            self._choice,
+            GATE_OUTPUT_NAMES,
+            self._torch_module,
+            threads=threads,
+        )
         self.lung_segmenter = lung_segmenter
+
+    def _torch_module(self):
+        """The classifier wrapped to return ``(logits, pooled embedding)`` (torch path only)."""
+        from cxrviewer.ml.model_io import load_classifier
+        from cxrviewer.ml.onnx_export import gate_graph_module
+
+        self.model, _ = load_classifier(self.model_dir, verify=False)  # verified a moment ago
+        return gate_graph_module(self.model)
 
     def scores(self, images: list[np.ndarray], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Softmax scores (N, 3) and Mahalanobis distances (N,) for images that passed the rules."""
-        torch = self._torch
+        from cxrviewer.ml.predictor import softmax
+
         probs, dists = [], []
         for i in range(0, len(images), batch):
             x = np.stack([preprocess(np.ascontiguousarray(im), self.spec)[0] for im in images[i : i + batch]])
-            with torch.inference_mode():
-                fmap = self.model.forward_features(torch.from_numpy(x[:, None]))
-                probs.append(torch.softmax(self.model.forward_head(fmap), dim=1).numpy())
-                d = torch.flatten(self.model.pool(fmap), 1).double() - self._mean
-                dists.append(torch.sqrt(torch.clamp(((d @ self._precision) * d).sum(1), min=0)).numpy())
+            logits, embedding = self._runner.run(x[:, None])
+            probs.append(softmax(logits))
+            dists.append(mahalanobis_distances(embedding, self._mean, self._precision))
         return np.concatenate(probs), np.concatenate(dists)
 
     def decide(self, probs: np.ndarray, distance: float) -> GateResult:

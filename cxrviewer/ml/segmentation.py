@@ -7,8 +7,9 @@ two largest connected components with holes filled (:func:`postprocess_mask`), m
 original image with :meth:`~cxrviewer.core.preprocess.Geometry.to_original`, and checks that the result looks
 like two lungs (:func:`assess_mask`): a warning, never a silent failure, when it does not.
 
-Post-processing, quality checks and :func:`apply_lung_ablation` are numpy/OpenCV only; torch is imported
-lazily by the functions that build or run the network.
+Post-processing, quality checks and :func:`apply_lung_ablation` are numpy/OpenCV only. The network runs on
+ONNX Runtime on the CPU when the model folder ships an ``onnx`` graph (no torch import at all), else on torch,
+imported lazily by the functions that build or run it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from cxrviewer.core.preprocess import Geometry, PreprocessSpec, preprocess
+from cxrviewer.ml.backends.helper_backend import ChosenBackend
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "lung-unet"
 ABLATION_MODES = ("lungs-only", "lungs-removed")
@@ -241,54 +243,97 @@ def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return 2 * inter / (ps + ts), inter / (ps + ts - inter)
 
 
-class LungSegmenter:
+def load_unet(model_dir: str | Path, manifest):
+    """The torch U-Net of a verified segmentation model folder, weights loaded, in eval mode.
+
+    Raises:
+        ModelIntegrityError: the weights cannot be read or do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from cxrviewer.ml.manifest import ModelIntegrityError
+
+    arch = manifest.architecture
+    model = build_unet(base=int(arch.get("base", 16)), in_chans=int(arch.get("in_chans", 1)))
+    weights = Path(model_dir) / manifest.files["weights"].path
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise ModelIntegrityError(f"lung model weights cannot be read ({exc})") from exc
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelIntegrityError(f"lung model weights do not fit the U-Net ({exc})") from exc
+    return model.eval()
+
+
+class LungSegmenter(ChosenBackend):
     """Loads a lung U-Net model folder and segments images; see the module docstring.
+
+    The network runs on ONNX Runtime on the CPU when the manifest lists an ``onnx`` graph (torch is then
+    never imported), on torch otherwise or when ``device`` asks for CUDA — the classifier's selection rules
+    in fp32 (:mod:`cxrviewer.ml.backends.helper_backend`).
 
     Args:
         model_dir: a folder with ``manifest.json`` (kind ``segmentation``) and ``model.safetensors``.
         verify: check every file's SHA-256 before loading (default).
-        threads: torch intra-op threads (None leaves torch's setting alone).
+        threads: CPU compute threads (default: physical cores).
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        backend: force ``onnxruntime-cpu-fp32``, ``torch-cpu-fp32`` or ``torch-cuda-fp32`` (tests,
+            benchmarks); ``device`` is then ignored.
+
+    Raises:
+        ModelIntegrityError: missing/modified files, unreadable weights or graph, wrong kind of model.
+        BackendUnavailableError: CUDA requested without a usable device.
     """
 
     def __init__(
-        self, model_dir: str | Path = DEFAULT_MODEL_DIR, verify: bool = True, threads: int | None = None
+        self,
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+        verify: bool = True,
+        threads: int | None = None,
+        device: str = "auto",
+        backend: str | None = None,
     ):
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+        from cxrviewer.ml.backends.helper_backend import build_helper_runner, choose_helper_backend
         from cxrviewer.ml.manifest import ModelIntegrityError, load_manifest
+        from cxrviewer.ml.onnx_export import SEG_OUTPUT_NAMES
 
+        self.model_dir = Path(model_dir)
         self.manifest = load_manifest(model_dir, verify=verify)
         if self.manifest.kind != "segmentation":
             raise ModelIntegrityError(f"{model_dir} holds a {self.manifest.kind} model, not a lung segmenter")
-        if threads:
-            torch.set_num_threads(threads)
-        arch = self.manifest.architecture
-        self.model = build_unet(base=int(arch.get("base", 16)), in_chans=int(arch.get("in_chans", 1)))
-        weights = Path(model_dir) / self.manifest.files["weights"].path
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as exc:
-            raise ModelIntegrityError(f"lung model weights cannot be read ({exc})") from exc
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelIntegrityError(f"lung model weights do not fit the U-Net ({exc})") from exc
-        self.model.eval().to(memory_format=torch.channels_last)
+        self._choice = choose_helper_backend(self.manifest, device=device, backend=backend)
+        self.model = None  # the torch module, on the torch path only
+        self._runner = build_helper_runner(
+            self.manifest,
+            self.model_dir,
+            self._choice,
+            SEG_OUTPUT_NAMES,
+            self._torch_model,
+            threads=threads,
+            channels_last=True,
+        )
+        if self.model is not None:
+            self.model = self._runner.module
         self.spec: PreprocessSpec = self.manifest.preprocess_spec
         extra = self.manifest.extra
         self.threshold = float(extra.get("threshold", 0.5))
         self.qa_settings = MaskQASettings(**extra.get("qa", {}))
 
+    def _torch_model(self):
+        """The U-Net with the manifest's weights (torch path only)."""
+        self.model = load_unet(self.model_dir, self.manifest)
+        return self.model
+
     def probability(self, batch: np.ndarray) -> np.ndarray:
         """Lung probabilities for preprocessed inputs of shape (B, size, size) → (B, size, size) float32."""
-        import torch
+        from cxrviewer.ml.backends.helper_backend import sigmoid
 
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None]
-        with torch.inference_mode():
-            logits = self.model(x.contiguous(memory_format=torch.channels_last))
-        return torch.sigmoid(logits)[:, 0].float().numpy()
+        x = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+        (logits,) = self._runner.run(x)
+        return sigmoid(logits[:, 0])
 
     def segment(self, image: np.ndarray) -> LungMask:
         """Segment one grayscale image (uint8, or float in [0, 1]) of any size."""
