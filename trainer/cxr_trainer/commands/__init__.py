@@ -6,7 +6,16 @@ import argparse
 import importlib
 
 # Verb modules, in the order they appear in --help. Each defines register(subparsers).
-VERB_MODULES: list[str] = ["data", "train", "evaluate", "export", "build_index", "train_seg", "train_gate"]
+VERB_MODULES: list[str] = [
+    "data",
+    "train",
+    "evaluate",
+    "export",
+    "build_index",
+    "train_seg",
+    "train_gate",
+    "reproduce",
+]
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:
