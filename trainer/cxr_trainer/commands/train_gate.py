@@ -261,5 +261,8 @@ def run(args: argparse.Namespace) -> int:
         f"--minutes {args.minutes} --seed {args.seed}",
     }
     write_manifest(out, manifest)
+    from cxr_trainer.helper_export import export_helper_onnx
+
+    say(f"ONNX graph: {export_helper_onnx(out, data=args.data)}")  # so the CPU build can run the gate
     say(f"wrote {out}")
     return 0
