@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
     from cxrviewer.services.shipped_helpers import load_shipped_helpers
 
-    gate, segmenter, helper_notes = load_shipped_helpers(threads=args.threads)
+    gate, segmenter, helper_notes = load_shipped_helpers(threads=args.threads, device=args.device)
     for note in helper_notes:
         print(f"cxrviewer analyze: {note}", file=sys.stderr)
     pipeline = AnalysisPipeline(

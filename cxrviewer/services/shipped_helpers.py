@@ -19,9 +19,13 @@ class LungMaskAdapter:
         return self.segmenter.segment(image).mask
 
 
-def load_shipped_helpers(threads: int | None = None) -> tuple[Any, Any, list[str]]:
+def load_shipped_helpers(threads: int | None = None, device: str = "auto") -> tuple[Any, Any, list[str]]:
     """The input gate and lung segmenter shipped under ``models/`` (``None`` when absent), and a note per
-    helper that exists but could not be loaded (the analysis then runs without it and says so)."""
+    helper that exists but could not be loaded (the analysis then runs without it and says so).
+
+    ``device`` (``auto`` | ``cpu`` | ``cuda``) follows the classifier's rules: on the CPU the helpers run on ONNX
+    Runtime when their manifests list an ``onnx`` graph (torch is then never imported), else on torch.
+    """
     notes: list[str] = []
     gate = segmenter = None
     from cxrviewer.ml import gate as gate_module
@@ -29,12 +33,12 @@ def load_shipped_helpers(threads: int | None = None) -> tuple[Any, Any, list[str
 
     if (gate_module.DEFAULT_MODEL_DIR / "manifest.json").is_file():
         try:
-            gate = gate_module.InputGate()
+            gate = gate_module.InputGate(device=device, threads=threads)
         except Exception as exc:  # a damaged helper must not stop the classifier
             notes.append(f"the input gate could not be loaded ({exc})")
     if (segmentation.DEFAULT_MODEL_DIR / "manifest.json").is_file():
         try:
-            segmenter = LungMaskAdapter(segmentation.LungSegmenter(threads=threads))
+            segmenter = LungMaskAdapter(segmentation.LungSegmenter(threads=threads, device=device))
         except Exception as exc:
             notes.append(f"the lung segmenter could not be loaded ({exc})")
     return gate, segmenter, notes

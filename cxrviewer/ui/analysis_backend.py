@@ -147,10 +147,10 @@ class PipelineAnalyzer:
 
 def shipped_helpers(settings: ViewerSettings) -> tuple[Any, Any, list[str]]:
     """The shipped input gate and lung segmenter (see :func:`cxrviewer.services.shipped_helpers.load_shipped_helpers`),
-    with the viewer's thread budget."""
+    with the viewer's thread budget and device setting."""
     from cxrviewer.services.shipped_helpers import load_shipped_helpers
 
-    return load_shipped_helpers(threads=analysis_threads())
+    return load_shipped_helpers(threads=analysis_threads(), device=settings.device)
 
 
 def analysis_threads() -> int:
