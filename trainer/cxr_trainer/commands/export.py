@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write an exported copy here instead of adding files to --model")
     p.add_argument("--int8", choices=["dynamic", "static"], help="also write an int8 ONNX graph")
     p.add_argument(
-        "--labels", help="labelled set for the parity check / int8 measurement (default: training data)"
+        "--labels",
+        help="labelled set for the parity check / int8 measurement (default: training data); for a lung "
+        "U-Net or input-gate folder, the data folder its split.csv paths are relative to",
     )
     p.add_argument("--split", dest="split_csv", help="only this split CSV's --subset images of --labels")
     p.add_argument("--subset", default="test")
@@ -30,6 +32,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _is_helper_model(model_dir: str) -> bool:
+    """True for a lung U-Net or input-gate folder (exported by :mod:`cxr_trainer.helper_export`)."""
+    from cxr_trainer.helper_export import HELPER_KINDS
+    from cxrviewer.ml.manifest import ModelIntegrityError, load_manifest
+
+    try:
+        return load_manifest(model_dir, verify=False).kind in HELPER_KINDS
+    except ModelIntegrityError:
+        return False  # export_model reports the problem
+
+
+def _export_helper(args: argparse.Namespace) -> int:
+    """``export`` of a segmentation or gate folder: ``model.onnx`` in place, verified on test-split images."""
+    from cxr_trainer.helper_export import export_helper_onnx
+    from cxrviewer.ml.manifest import ModelIntegrityError
+    from cxrviewer.ml.onnx_export import OnnxParityError
+
+    if args.out or args.int8:
+        print("cxr-trainer export: --out and --int8 apply to classifiers only", file=sys.stderr)
+        return 2
+    try:
+        r = export_helper_onnx(args.model, data=args.labels, atol=args.atol)
+    except (ModelIntegrityError, OnnxParityError, ValueError) as exc:
+        print(f"cxr-trainer export: {exc}", file=sys.stderr)
+        return 1
+    print(f"ONNX: {r['onnx']}  (max |onnx - torch| = {r['max_abs_diff']:.2e} on {r['checked_on']})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from cxr_trainer.exporting import export_model
     from cxr_trainer.progress import RunLog
@@ -37,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from cxrviewer.ml.onnx_export import OnnxParityError
 
     log = RunLog("export", {k: v for k, v in vars(args).items() if k != "func"})
+    if _is_helper_model(args.model):
+        return _export_helper(args)
     try:
         r = export_model(
             args.model,

@@ -164,5 +164,9 @@ def run(args: argparse.Namespace) -> int:
     record_file(out, manifest, "weights", "model.safetensors")
     record_file(out, manifest, "split", "split.csv")
     write_manifest(out, manifest)
+    from cxr_trainer.helper_export import export_helper_onnx
+
+    onnx = export_helper_onnx(out, data=data)  # ONNX Runtime runs it without torch (the CPU build)
+    print(f"ONNX graph: {onnx['onnx']} (max |onnx - torch| {onnx['max_abs_diff']:.2e})", flush=True)
     print(f"wrote {out}", flush=True)
     return 0
