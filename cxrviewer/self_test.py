@@ -9,9 +9,12 @@ then prints a JSON summary and exits 0 when everything passed, 1 otherwise.
 An installation without a classifier can view images but not analyse them; for a release that is a
 failure. ``--allow-no-model`` (development builds) turns it into a pass in "viewing only" mode.
 
-Segmentation and input-gate models run on torch only. In a build without torch (the CPU installer) they
-are hash-verified and reported as ``verified-only``. ``--require-no-torch`` makes the self-test fail if
-anything imported torch, which is how the packaging smoke test proves the ONNX Runtime path is torch-free.
+The helper models (lung U-Net, input gate) are loaded on the backend the window would use (ONNX Runtime on
+the CPU when their manifest lists an ``onnx`` graph), run on every sample (``run:<model>`` checks: mask QA,
+gate verdict) and handed to the analysis pipeline, as in the window. A helper without an ONNX graph in a run
+without torch (the CPU installer, or ``--require-no-torch``) is hash-verified and reported as
+``verified-only``. ``--require-no-torch`` makes the self-test fail if anything imported torch, which is how
+the packaging smoke test proves the ONNX Runtime path is torch-free.
 
 No Qt is imported here; patient data is never printed (sample files are the bundled de-identified study).
 """
@@ -29,13 +32,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cxrviewer import INTENDED_USE, __version__
 
 SAMPLE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 NO_CLASSIFIER = (
     "no classifier model is shipped under {root}: this installation can show images but cannot analyse them"
 )
-TORCH_ONLY_KINDS = ("segmentation", "gate")
+HELPER_KINDS = ("segmentation", "gate")
 
 
 @dataclass(frozen=True)
@@ -130,22 +135,26 @@ def check_decoders() -> Check:
     return Check("dicom-decoders", True, "ok", f"{len(found)} compressed transfer syntaxes decodable", found)
 
 
-def _load_torch_model(kind: str, model_dir: Path) -> None:
+def _load_helper(kind: str, model_dir: Path, device: str):
     if kind == "segmentation":
         from cxrviewer.ml.segmentation import LungSegmenter
 
-        LungSegmenter(model_dir, verify=False)
-    else:
-        from cxrviewer.ml.gate import InputGate
+        return LungSegmenter(model_dir, verify=False, device=device)
+    from cxrviewer.ml.gate import InputGate
 
-        InputGate(model_dir, verify=False)
+    return InputGate(model_dir, verify=False, device=device)
 
 
-def check_model(model_dir: Path, require_no_torch: bool) -> tuple[Check, str | None]:
-    """Verify one model directory's hashes and, for non-classifiers, load it when its runtime is here.
+def check_model(
+    model_dir: Path,
+    require_no_torch: bool,
+    device: str = "auto",
+    helpers: dict[str, tuple[Path, Any]] | None = None,
+) -> tuple[Check, str | None]:
+    """Verify one model directory's hashes and, for helper models, load it when its runtime is here.
 
-    Returns the check and the manifest's kind (None when the manifest is unreadable). Classifiers are loaded
-    by :func:`check_classifier`.
+    Returns the check and the manifest's kind (None when the manifest is unreadable). A loaded helper is
+    stored in ``helpers[kind]`` as ``(model_dir, model)``. Classifiers are loaded by :func:`check_classifier`.
     """
     from cxrviewer.ml.manifest import ModelIntegrityError, load_manifest
 
@@ -165,18 +174,83 @@ def check_model(model_dir: Path, require_no_torch: bool) -> tuple[Check, str | N
     }
     if kind == "classifier":
         return Check(name, True, "verified", "hashes match; loaded with the samples below", data), kind
-    if kind not in TORCH_ONLY_KINDS:
+    if kind not in HELPER_KINDS:
         return Check(name, True, "verified-only", f"hashes match; kind {kind!r} is not loaded", data), kind
-    if require_no_torch or not _torch_available():
+    torch_free = "onnx" in manifest.files and importlib.util.find_spec("onnxruntime") is not None
+    if not torch_free and (require_no_torch or not _torch_available()):
         why = "torch is not allowed in this run" if require_no_torch else "this build has no torch"
-        return Check(name, True, "verified-only", f"hashes match; not loaded: {why}", data), kind
+        detail = f"hashes match; not loaded: it ships no ONNX graph and {why}"
+        return Check(name, True, "verified-only", detail, data), kind
     t1 = time.perf_counter()
     try:
-        _load_torch_model(kind, model_dir)
+        model = _load_helper(kind, model_dir, device)
     except Exception as exc:  # noqa: BLE001 - any load failure is this check's failure
         return Check(name, False, "failed", f"cannot be loaded ({type(exc).__name__}: {exc})", data), kind
-    data["load_ms"] = round((time.perf_counter() - t1) * 1000.0, 1)
-    return Check(name, True, "ok", "hashes match; loaded", data), kind
+    data.update(
+        load_ms=round((time.perf_counter() - t1) * 1000.0, 1),
+        backend=model.backend,
+        backend_reason=model.backend_reason,
+    )
+    if helpers is not None:
+        helpers[kind] = (model_dir, model)
+    return Check(name, True, "ok", f"hashes match; loaded on {model.backend}", data), kind
+
+
+def _run_segmenter(segmenter, image) -> tuple[str | None, dict[str, Any]]:
+    mask = segmenter.segment(image)
+    if not np.isfinite(mask.probability).all():
+        return "non-finite lung probabilities", {}
+    qa = mask.qa
+    return None, {
+        "lung_fraction": round(qa.area_fraction, 4),
+        "lungs": qa.n_lungs,
+        "qa_warnings": qa.warnings,
+    }
+
+
+def _run_gate(gate, image) -> tuple[str | None, dict[str, Any]]:
+    result = gate.check(image)
+    scores = list(result.scores.values())
+    if scores and (not all(math.isfinite(v) for v in scores) or abs(sum(scores) - 1.0) > 1e-3):
+        return f"invalid gate scores {result.scores}", {}
+    return None, {
+        "verdict": result.message,
+        "scores": {k: round(v, 4) for k, v in result.scores.items()},
+        "distance": round(result.distance, 2) if math.isfinite(result.distance) else None,
+    }
+
+
+def check_helper_runs(helpers: dict[str, tuple[Path, Any]], samples: Sequence[Path]) -> list[Check]:
+    """Run every loaded helper model on every sample that opens: ``run:<model>`` with the lung-mask QA or
+    the gate verdict per sample (a crash or non-finite output is a failure; a verdict is data)."""
+    from cxrviewer.core.errors import LoadError
+    from cxrviewer.services.analysis import read_display_image
+
+    images = []
+    for path in samples:
+        try:
+            images.append((path, read_display_image(path)))
+        except LoadError:
+            continue  # reported by check_sample_loads
+    checks = []
+    for kind, (model_dir, model) in sorted(helpers.items()):
+        run = _run_segmenter if kind == "segmentation" else _run_gate
+        data: dict[str, Any] = {"backend": model.backend}
+        problems = []
+        t0 = time.perf_counter()
+        for path, image in images:
+            try:
+                problem, data[path.name] = run(model, image)
+            except Exception as exc:  # noqa: BLE001 - a crash on a sample is this check's failure
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem:
+                problems.append(f"{path.name}: {problem}")
+        data["ms_per_image"] = round((time.perf_counter() - t0) * 1000.0 / max(1, len(images)), 1)
+        detail = "; ".join(problems) or f"ran on {len(images)} samples"
+        checks.append(
+            Check(f"run:{model_dir.name}", not problems, "failed" if problems else "ok", detail, data)
+        )
+    return checks
 
 
 def sample_files(samples_dir: Path) -> list[Path]:
@@ -221,14 +295,28 @@ def _result_problem(result, heatmap: bool) -> str | None:
 
 
 def check_classifier(
-    model_dir: Path, samples: Sequence[Path], device: str, libraries, results: dict[Path, Any] | None = None
+    model_dir: Path,
+    samples: Sequence[Path],
+    device: str,
+    libraries,
+    results: dict[Path, Any] | None = None,
+    helpers: dict[str, tuple[Path, Any]] | None = None,
 ) -> list[Check]:
-    """Load one classifier through the analysis pipeline and analyse every sample with it (the results are
-    stored in ``results`` by path when given)."""
+    """Load one classifier through the analysis pipeline (with the loaded helper models, as in the window)
+    and analyse every sample with it (the results are stored in ``results`` by path when given)."""
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
+    from cxrviewer.services.shipped_helpers import LungMaskAdapter
 
     name = f"classifier:{model_dir.name}"
-    pipeline = AnalysisPipeline(AnalysisSettings(model_dir=model_dir, device=device), libraries=libraries)
+    loaded = helpers or {}
+    gate = loaded["gate"][1] if "gate" in loaded else None
+    segmenter = LungMaskAdapter(loaded["segmentation"][1]) if "segmentation" in loaded else None
+    pipeline = AnalysisPipeline(
+        AnalysisSettings(model_dir=model_dir, device=device),
+        gate=gate,
+        segmenter=segmenter,
+        libraries=libraries,
+    )
     t0 = time.perf_counter()
     try:
         predictor = pipeline.load()
@@ -343,8 +431,9 @@ def run_self_test(settings: SelfTestSettings | None = None) -> SelfTestReport:
     report.checks.append(check_decoders())
     classifiers: list[Path] = []
     model_dirs = sorted(p.parent for p in models_root.glob("*/manifest.json")) if models_root.is_dir() else []
+    helpers: dict[str, tuple[Path, Any]] = {}
     for model_dir in model_dirs:
-        check, kind = check_model(model_dir, s.require_no_torch)
+        check, kind = check_model(model_dir, s.require_no_torch, s.device, helpers)
         report.checks.append(check)
         if kind == "classifier" and check.ok:
             classifiers.append(model_dir)
@@ -352,11 +441,12 @@ def run_self_test(settings: SelfTestSettings | None = None) -> SelfTestReport:
     report.checks += lib_checks
     samples = sample_files(samples_dir)
     report.checks += check_sample_loads(samples)
+    report.checks += check_helper_runs(helpers, samples)
     if classifiers:
         results: dict[Path, Any] = {}
         for i, model_dir in enumerate(classifiers):
             report.checks += check_classifier(
-                model_dir, samples, s.device, libraries, results if i == 0 else None
+                model_dir, samples, s.device, libraries, results if i == 0 else None, helpers
             )
         report.checks += check_exports(results)
     else:
