@@ -62,6 +62,24 @@ def test_auc_matches_sklearn_and_ci_covers_it():
     assert math.isnan(roc_auc_ci(np.ones(5, bool), np.arange(5.0))[0])
 
 
+def test_bootstrap_ci_equals_rank_statistic_on_the_same_resamples():
+    """The fast pos/neg AUC gives exactly the rank-formula bootstrap (same resamples, ties included)."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    y = rng.random(60) < 0.3
+    s = np.round(rng.random(60), 1)  # many ties
+    pos, neg = s[y], s[~y]
+    draw = np.random.default_rng(0)
+    ref = []
+    for _ in range(200):
+        bp, bn = draw.choice(pos, pos.size), draw.choice(neg, neg.size)
+        r = rankdata(np.r_[bp, bn])
+        ref.append((r[: bp.size].sum() - bp.size * (bp.size + 1) / 2) / (bp.size * bn.size))
+    _, (lo, hi) = roc_auc_ci(y, s, n_boot=200, seed=0)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(ref, [2.5, 97.5])), abs=1e-12)
+
+
 def test_temperature_scaling_recovers_overconfidence_and_lowers_ece():
     rng = np.random.default_rng(2)
     true_logits = rng.normal(0, 1.5, (3000, 3))
