@@ -102,7 +102,9 @@ def export_helper_onnx(
     pics = list(images) if images is not None else held_out_images(root, data, limit)
     if pics:
         x = np.stack([preprocess(np.ascontiguousarray(im), spec)[0] for im in pics[:limit]])[:, None]
-        checked_on = f"{len(x)} preprocessed real images" + ("" if images is not None else " (test split)")
+        checked_on = f"{len(x)} preprocessed " + (
+            "images" if images is not None else "real images (test split)"
+        )
     else:
         x = np.random.default_rng(0).standard_normal((8, spec.in_chans, spec.size, spec.size))
         checked_on = "8 random inputs (no real images found)"
