@@ -56,13 +56,15 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    seg = LungSegmenter(args.model)
+    seg = LungSegmenter(args.model, backend="torch-cpu-fp32")  # the torch variants need the module
     size = seg.spec.size
     n_params = sum(t.numel() for t in seg.model.parameters())
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.normal(0, 1, (1, 1, size, size)).astype(np.float32))
 
-    eager = LungSegmenter(args.model).model.to(memory_format=torch.contiguous_format)
+    eager = LungSegmenter(args.model, backend="torch-cpu-fp32").model.to(
+        memory_format=torch.contiguous_format
+    )
     with torch.inference_mode():
         ref = eager(x)
     results: list[tuple[str, float, float]] = []
