@@ -38,6 +38,9 @@ class LoadedImage:
     image: Any
     presets: dict[str, Window] = field(default_factory=dict)
     value_range: tuple[float, float] = (0.0, 1.0)
+    default_display: np.ndarray | None = (
+        None  # uint8 image in the "default" preset, rendered off the GUI thread
+    )
 
     @property
     def key(self) -> str:
@@ -83,7 +86,8 @@ def compute_presets(pixels: np.ndarray, padding: np.ndarray | None, inverted: bo
 
 
 def prepare_image(image: Any) -> LoadedImage:
-    """Wrap a loaded ``CxrImage``: presets (``default`` = the file's window, else the automatic one)."""
+    """Wrap a loaded ``CxrImage``: presets (``default`` = the file's window, else the automatic one), value
+    range, and the image rendered in the default preset (what the view shows first)."""
     import numpy as np
 
     from cxrviewer.core.windowing import Window
@@ -97,4 +101,9 @@ def prepare_image(image: Any) -> LoadedImage:
         vrange = (float(np.nanmin(pixels)), float(np.nanmax(pixels)))
     else:
         vrange = (0.0, 1.0)
-    return LoadedImage(image=image, presets=presets, value_range=vrange)
+    default = presets["default"]
+    try:
+        shown = image.display(default.center, default.width)
+    except ValueError:  # an unusable stored window: the view says so when it renders
+        shown = None
+    return LoadedImage(image=image, presets=presets, value_range=vrange, default_display=shown)

@@ -26,6 +26,7 @@ from cxrviewer.ui.view_box import ViewerViewBox
 
 if TYPE_CHECKING:
     from cxrviewer.core.windowing import Window
+    from cxrviewer.ui.overlay_data import PreparedOverlays
 
 #: Fraction of the image's value range that one screen pixel of window/level drag moves.
 DRAG_SENSITIVITY = 1.0 / 600.0
@@ -152,10 +153,12 @@ class ImageView(QWidget):
         if self.loaded is None or self.window is None:
             return
         img = self.loaded.image
-        try:
-            shown = img.display(self.window.center, self.window.width)
-        except ValueError:
-            return
+        shown = self.loaded.default_display if self.window is self.loaded.presets.get("default") else None
+        if shown is None:
+            try:
+                shown = img.display(self.window.center, self.window.width)
+            except ValueError:
+                return
         if self.inverted:
             shown = 255 - shown
         self.image_item.setImage(shown, autoLevels=False, levels=(0, 255))
@@ -221,11 +224,21 @@ class ImageView(QWidget):
         self.view_changed.emit()
 
     # ------------------------------------------------------------------------------------------ overlays
-    def set_analysis_overlays(self, heatmap: np.ndarray | None, lung_mask: np.ndarray | None) -> None:
-        """Attach an analysis's heatmap and lung mask (visibility and style are kept)."""
+    def set_analysis_overlays(
+        self,
+        heatmap: np.ndarray | None,
+        lung_mask: np.ndarray | None,
+        prepared: PreparedOverlays | None = None,
+    ) -> None:
+        """Attach an analysis's heatmap and lung mask (visibility and style are kept). ``prepared`` holds
+        their display forms made in the analysis thread (:func:`~cxrviewer.ui.overlay_data.prepare_result_display`);
+        whatever it does not cover (e.g. an occlusion map that replaced the heatmap) is prepared here."""
         shape = self.image_shape
-        self.heatmap.set_heatmap(heatmap, lung_mask, shape)
-        self.mask.set_mask(lung_mask, shape)
+        p = prepared if prepared is not None and prepared.image_shape == shape else None
+        heat = p.heatmap if p is not None and p.heatmap_source is heatmap else None
+        mask = p.mask if p is not None and p.mask_source is lung_mask else None
+        self.heatmap.set_heatmap(heatmap, lung_mask, shape, heat)
+        self.mask.set_mask(lung_mask, shape, mask)
         self.colorbar.setVisible(self.heatmap.visible and heatmap is not None)
 
     def set_heatmap_visible(self, visible: bool) -> None:

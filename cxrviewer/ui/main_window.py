@@ -68,6 +68,14 @@ def _names(out: object) -> str:
     return ", ".join(Path(p).name for p in paths)
 
 
+def prepare_display(image: Any, result: Any) -> Any:
+    """Run in the analysis thread: the display forms of a result's overlays and thumbnails
+    (:func:`cxrviewer.ui.overlay_data.prepare_result_display`; numpy is not imported before the first paint)."""
+    from cxrviewer.ui.overlay_data import prepare_result_display
+
+    return prepare_result_display(image, result)
+
+
 def app_icon() -> QIcon:
     """The application icon (``resources/icons/cxrviewer.svg``)."""
     return QIcon(str(resources_dir() / "icons" / "cxrviewer.svg"))
@@ -107,6 +115,7 @@ class MainWindow(QMainWindow):
         self._pending_images: list[tuple[object, LoadedImage]] = []
         self.current: LoadedImage | None = None
         self.current_result: AnalysisResult | None = None
+        self.current_prepared: Any = None  # display data of current_result made in the analysis thread
         self.model_unavailable: str | None = None
         self.batch_running = False
         self.analyzer_tasks: set[str] = set()
@@ -122,7 +131,7 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
 
         self.loader = LoadClient(self)
-        self.analysis = AnalysisClient(analyzer_factory, self)
+        self.analysis = AnalysisClient(analyzer_factory, self, prepare=prepare_display)
         self._view: ImageView | None = None
         self._compare: ImageView | None = None
         self._build_central()
@@ -298,7 +307,7 @@ class MainWindow(QMainWindow):
         self.batch_running = False
         self.analysis.shutdown()
         self.analysis.deleteLater()
-        self.analysis = AnalysisClient(factory, self)
+        self.analysis = AnalysisClient(factory, self, prepare=prepare_display)
         self._wire_analysis()
         self.busy.setVisible(False)
         self.model_unavailable = None
@@ -425,7 +434,7 @@ class MainWindow(QMainWindow):
             return
         self.analysis.cancel("explain")  # an occlusion map of the previous image is no longer wanted
         self.current = loaded
-        self.current_result = None
+        self.current_result = self.current_prepared = None
         self.view.set_image(loaded)
         if self.view.window is not None:
             self._show_window(self.view.window)
@@ -507,23 +516,25 @@ class MainWindow(QMainWindow):
             self.ai_panel.show_idle("Analysis cancelled. Press Ctrl+R to run it again.")
         self.statusBar().showMessage("Analysis cancelled.", 5000)
 
-    def _on_result(self, tag: object, result: AnalysisResult) -> None:
+    def _on_result(self, tag: object, result: AnalysisResult, prepared: Any = None) -> None:
         channel, key = tag
         item = self.worklist.worklist.get(key)
         if item is not None:
             self.worklist.worklist.set_result(key, result)
             self.worklist.item_changed(key)
         if self.current is not None and key == self.current.key:
-            self.show_analysis(result)
+            self.show_analysis(result, prepared)
         if channel == "batch":
             self._next_batch_item()
 
-    def show_analysis(self, result: AnalysisResult) -> None:
-        """Show a result for the image on screen: panel, overlays, similar cases."""
-        self.current_result = result
+    def show_analysis(self, result: AnalysisResult, prepared: Any = None) -> None:
+        """Show a result for the image on screen: panel, overlays, similar cases. ``prepared``: the display
+        data made in the analysis thread (:class:`~cxrviewer.ui.overlay_data.PreparedOverlays`); what it
+        does not cover is prepared here."""
+        self.current_result, self.current_prepared = result, prepared
         self.ai_panel.show_result(result)
-        self.view.set_analysis_overlays(result.heatmap, result.lung_mask)
-        self.similar.show_result(result)
+        self.view.set_analysis_overlays(result.heatmap, result.lung_mask, prepared)
+        self.similar.show_result(result, getattr(prepared, "thumbnails", None))
         self.analysis_shown.emit(result)
 
     def _on_occlusion_done(self, key: str, heatmap: Any) -> None:
@@ -536,7 +547,7 @@ class MainWindow(QMainWindow):
         r.saliency_outside_lungs = heatmap.outside_lung_fraction
         if heatmap.warning and heatmap.warning not in r.warnings:
             r.warnings.append(heatmap.warning)
-        self.show_analysis(r)
+        self.show_analysis(r, self.current_prepared)  # the mask's display data stays valid
         self.statusBar().showMessage("Occlusion map done.", 6000)
 
     def _on_analysis_failed(self, tag: object, message: str) -> None:
@@ -562,7 +573,7 @@ class MainWindow(QMainWindow):
         if channel == "explain":
             self.occlusion_progress.setVisible(False)
             if self.current_result is not None and self.current is not None and key == self.current.key:
-                self.show_analysis(self.current_result)  # back to the map the analysis gave
+                self.show_analysis(self.current_result, self.current_prepared)  # the analysis's map again
             return
         if channel == "task":
             return

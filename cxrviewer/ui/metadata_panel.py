@@ -55,9 +55,16 @@ class MetadataPanel(QTableWidget):
 
     def show_image(self, image: Any | None) -> None:
         rows = image_metadata_rows(image) if image is not None else []
+        header = self.horizontalHeader()
+        # filled with the first column's auto-sizing off: measuring the column after every item cost ~1 ms
+        # per row; it is measured once when switched back on
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Fixed)
+        self.setUpdatesEnabled(False)
         self.setRowCount(len(rows))
         for r, (k, v) in enumerate(rows):
             self.setItem(r, 0, QTableWidgetItem(k))
             item = QTableWidgetItem(v)
             item.setToolTip(v)
             self.setItem(r, 1, item)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.setUpdatesEnabled(True)

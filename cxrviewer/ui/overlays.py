@@ -1,44 +1,34 @@
 """Overlays drawn on top of the image: the lung mask (outline or fill) and the heatmap (colour map with an
 alpha ramp, opacity, lungs-only). They are children of the image item, so they follow its display
-rotation/flip, and they are re-styled without re-running inference."""
+rotation/flip, and they are re-styled without re-running inference.
+
+What they draw is prepared off the GUI thread (:mod:`cxrviewer.ui.overlay_data`): a colour-mapped RGBA
+heatmap and mask fill of at most :data:`~cxrviewer.ui.overlay_data.DISPLAY_MAX_SIDE` pixels per side,
+stretched over the image, and the mask outline as a ready path. Given raw arrays instead (an occlusion map
+arriving while it is computed), the overlay prepares them itself at that reduced size.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainterPath, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem
 
-HEATMAP_COLORMAP = "inferno"
-MASK_COLOR = QColor(0, 220, 255)
+from cxrviewer.ui.overlay_data import (
+    HEATMAP_COLORMAP,
+    MASK_RGB,
+    HeatmapDisplay,
+    MaskDisplay,
+    heatmap_lut,
+    mask_outline_path,
+    prepare_heatmap,
+    prepare_mask,
+)
 
+__all__ = ["HEATMAP_COLORMAP", "HeatmapOverlay", "MaskOverlay", "heatmap_lut", "mask_outline_path"]
 
-def heatmap_lut(name: str = HEATMAP_COLORMAP) -> np.ndarray:
-    """A 256x4 RGBA lookup table: the colour map with alpha rising from 0 (below 15 % of the peak: the
-    anatomy stays visible where the map is cold) to opaque at 75 % of the peak."""
-    cmap = pg.colormap.get(name)
-    lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
-    ramp = np.clip((np.linspace(0.0, 1.0, 256) - 0.15) / 0.6, 0.0, 1.0)
-    lut[:, 3] = np.round(ramp * 255).astype(np.uint8)
-    return lut
-
-
-def mask_outline_path(mask: np.ndarray) -> QPainterPath:
-    """The outer contours of a boolean mask as a path in pixel coordinates (pixel corners)."""
-    import cv2
-
-    m = np.ascontiguousarray(mask.astype(np.uint8))
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    path = QPainterPath()
-    for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64) + 0.5
-        if len(pts) < 2:
-            continue
-        path.moveTo(*pts[0])
-        for x, y in pts[1:]:
-            path.lineTo(x, y)
-        path.closeSubpath()
-    return path
+MASK_COLOR = QColor(*MASK_RGB)
 
 
 class MaskOverlay:
@@ -59,23 +49,30 @@ class MaskOverlay:
         self.visible = True
         self._update()
 
-    def set_mask(self, mask: np.ndarray | None, image_shape: tuple[int, int] | None = None) -> None:
-        """Show ``mask`` (bool, ideally on the image grid; otherwise stretched over ``image_shape``)."""
-        self.mask = None if mask is None else np.asarray(mask).astype(bool)
-        if self.mask is not None:
-            self.outline.setPath(mask_outline_path(self.mask))
-            rgba = np.zeros((*self.mask.shape, 4), np.uint8)
-            rgba[self.mask] = (MASK_COLOR.red(), MASK_COLOR.green(), MASK_COLOR.blue(), 70)
-            self.fill.setImage(rgba, autoLevels=False, levels=(0, 255))
-            _fit_to(self.fill, self.mask.shape, image_shape)
-            if image_shape is not None and image_shape != self.mask.shape:
-                sy, sx = image_shape[0] / self.mask.shape[0], image_shape[1] / self.mask.shape[1]
-                self.outline.setScale(1.0)
-                self.outline.setTransform(pg.QtGui.QTransform.fromScale(sx, sy))
+    def set_mask(
+        self,
+        mask: np.ndarray | None,
+        image_shape: tuple[int, int] | None = None,
+        prepared: MaskDisplay | None = None,
+    ) -> None:
+        """Show ``mask`` (bool, ideally on the image grid; otherwise stretched over ``image_shape``), drawn
+        from ``prepared`` when given (else prepared here)."""
+        self.mask = mask
+        if mask is not None:
+            shape = tuple(np.shape(mask)[:2])
+            if prepared is None:
+                prepared = prepare_mask(mask)
+            self.outline.setPath(prepared.outline)
+            self.fill.setImage(prepared.fill, autoLevels=False, levels=None)
+            _fit_to(self.fill, prepared.fill.shape[:2], image_shape or shape)
+            if image_shape is not None and tuple(image_shape) != shape:
+                sy, sx = image_shape[0] / shape[0], image_shape[1] / shape[1]
+                self.outline.setTransform(QTransform.fromScale(sx, sy))
             else:
-                self.outline.setTransform(pg.QtGui.QTransform())
+                self.outline.setTransform(QTransform())
         else:
             self.outline.setPath(QPainterPath())
+            self.fill.clear()
         self._update()
 
     def set_style(self, style: str) -> None:
@@ -103,9 +100,9 @@ class HeatmapOverlay:
         self.item.setParentItem(parent)
         self.item.setZValue(10)
         self.lut = heatmap_lut()
-        self.item.setLookupTable(self.lut)
-        self.heatmap: np.ndarray | None = None
+        self.heatmap: np.ndarray | None = None  # the result's own map (image grid), not a copy
         self.mask: np.ndarray | None = None
+        self.prepared: HeatmapDisplay | None = None
         self.lungs_only = False
         self.visible = True
         self.opacity = 0.5
@@ -114,12 +111,20 @@ class HeatmapOverlay:
         self.item.setVisible(False)
 
     def set_heatmap(
-        self, heatmap: np.ndarray | None, mask: np.ndarray | None, image_shape: tuple[int, int] | None
+        self,
+        heatmap: np.ndarray | None,
+        mask: np.ndarray | None,
+        image_shape: tuple[int, int] | None,
+        prepared: HeatmapDisplay | None = None,
     ) -> None:
-        """Show ``heatmap``; ``mask`` (the lung mask, if any) is used by the lungs-only toggle."""
-        self.heatmap = None if heatmap is None else np.nan_to_num(np.asarray(heatmap, np.float32))
-        self.mask = None if mask is None else np.asarray(mask).astype(bool)
+        """Show ``heatmap``; ``mask`` (the lung mask, if any) is used by the lungs-only toggle. ``prepared``
+        is the display form made off the GUI thread (else it is made here)."""
+        self.heatmap = heatmap
+        self.mask = mask
         self._image_shape = image_shape
+        if heatmap is not None and prepared is None:
+            prepared = prepare_heatmap(heatmap, mask)
+        self.prepared = prepared if heatmap is not None else None
         self._render()
 
     def set_opacity(self, opacity: float) -> None:
@@ -134,28 +139,26 @@ class HeatmapOverlay:
         self.visible = bool(visible)
         self.item.setVisible(self.visible and self.heatmap is not None)
 
+    def _lungs(self) -> bool:
+        return self.lungs_only and self.prepared is not None and self.prepared.values_lungs is not None
+
     @property
     def displayed(self) -> np.ndarray | None:
-        """The array currently drawn (after lungs-only masking), or None."""
-        return self.item.image if self.heatmap is not None else None
+        """The heat values currently drawn (after lungs-only masking; on the display grid), or None."""
+        if self.prepared is None:
+            return None
+        return self.prepared.values_lungs if self._lungs() else self.prepared.values
 
     def _render(self) -> None:
-        if self.heatmap is None:
+        d = self.prepared
+        if d is None:
             self.item.clear()
             self.item.setVisible(False)
             return
-        heat = np.clip(self.heatmap, 0.0, 1.0)
-        if self.lungs_only and self.mask is not None:
-            mask = self.mask
-            if mask.shape != heat.shape:
-                import cv2
-
-                mask = (
-                    cv2.resize(mask.astype(np.uint8), heat.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-                )
-            heat = np.where(mask, heat, 0.0).astype(np.float32)
-        self.item.setImage(heat, autoLevels=False, levels=(0.0, 1.0))
-        _fit_to(self.item, heat.shape, self._image_shape)
+        rgba = d.rgba_lungs if self._lungs() else d.rgba
+        self.item.setImage(rgba, autoLevels=False, levels=None)
+        shape = tuple(np.shape(self.heatmap)[:2])
+        _fit_to(self.item, rgba.shape[:2], self._image_shape or shape)
         self.item.setVisible(self.visible)
 
 

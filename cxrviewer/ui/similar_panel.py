@@ -4,10 +4,11 @@ the current image with a label when a case library is available."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -85,17 +86,29 @@ class SimilarCasesPanel(QWidget):
             "Store this image's thumbnail and embedding in your own case library" if available else why
         )
 
-    def show_result(self, result: AnalysisResult | None) -> None:
+    def show_result(
+        self, result: AnalysisResult | None, thumbnails: Sequence[QImage | None] | None = None
+    ) -> None:
+        """Show ``result``'s neighbours; ``thumbnails`` are their images already decoded and scaled off the GUI
+        thread (:func:`cxrviewer.ui.overlay_data.thumbnail_image`), else the PNGs are decoded here."""
         self.list.clear()
         self.neighbours = list(result.neighbours) if result is not None else []
         self.vote.setText(vote_text(result.neighbour_vote if result is not None else {}))
-        for n in self.neighbours:
+        ready = (
+            list(thumbnails) if thumbnails is not None and len(thumbnails) == len(self.neighbours) else None
+        )
+        for i, n in enumerate(self.neighbours):
             item = QListWidgetItem(f"{n.label}\nd {n.distance:.3f}")
-            pix = QPixmap()
-            if n.thumbnail_png:
-                pix.loadFromData(n.thumbnail_png, "PNG")
+            if ready is not None:
+                pix = QPixmap.fromImage(ready[i]) if ready[i] is not None else QPixmap()
+            else:
+                pix = QPixmap()
+                if n.thumbnail_png:
+                    pix.loadFromData(n.thumbnail_png, "PNG")
+                if not pix.isNull():
+                    pix = pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio)
             if not pix.isNull():
-                item.setIcon(QIcon(pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio)))
+                item.setIcon(QIcon(pix))
             tip = [
                 f"case {n.case_id} in {n.library}",
                 f"label: {n.label}",

@@ -27,6 +27,9 @@ from cxrviewer.ui.image_stats import LoadedImage, prepare_image
 Analyzer = Callable[..., Any]
 """``analyze(image) -> AnalysisResult`` (optionally accepting ``should_cancel=callable``)."""
 AnalyzerFactory = Callable[[], Analyzer]
+DisplayPreparer = Callable[[Any, Any], Any]
+"""``prepare(image, result) -> display data`` run in the analysis thread after an analysis whose result will be
+shown (e.g. :func:`cxrviewer.ui.overlay_data.prepare_result_display`), so the GUI thread only assigns it."""
 
 #: Optional methods an analyzer may offer besides ``__call__``, run by :meth:`AnalysisClient.run_task`:
 #: ``add_to_library(image, label) -> str`` stores the image in the user's case library (returns a message);
@@ -224,7 +227,7 @@ class LoadClient(_RequestClient):
 class AnalysisWorker(QObject):
     """Lives in the analysis thread: builds the analyzer on first use, then analyses one image per request."""
 
-    finished = Signal(int, object)  # generation, AnalysisResult
+    finished = Signal(int, object, object)  # generation, AnalysisResult, prepared display data (or None)
     failed = Signal(int, str)
     cancelled = Signal(int)
     unavailable = Signal(int, str)  # generation, why no model can be used
@@ -233,9 +236,15 @@ class AnalysisWorker(QObject):
     task_done = Signal(int, object)  # generation, the task's return value
     task_progress = Signal(int, object)  # generation, the task's progress tuple
 
-    def __init__(self, factory: AnalyzerFactory, is_cancelled: Callable[[int], bool]) -> None:
+    def __init__(
+        self,
+        factory: AnalyzerFactory,
+        is_cancelled: Callable[[int], bool],
+        prepare: DisplayPreparer | None = None,
+    ) -> None:
         super().__init__()
         self._factory = factory
+        self._prepare = prepare
         self._is_cancelled = is_cancelled
         self._analyze: Analyzer | None = None
         self._takes_cancel = False
@@ -292,8 +301,8 @@ class AnalysisWorker(QObject):
             return
         self.task_done.emit(generation, value)
 
-    @Slot(int, object)
-    def analyze(self, generation: int, payload: object) -> None:
+    @Slot(int, object, bool)
+    def analyze(self, generation: int, payload: object, display: bool = False) -> None:
         if self._is_cancelled(generation):
             self.cancelled.emit(generation)
             return
@@ -318,7 +327,13 @@ class AnalysisWorker(QObject):
         except Exception as exc:
             self.failed.emit(generation, _message(exc))
             return
-        self.finished.emit(generation, result)  # the client drops it if it has gone stale meanwhile
+        prepared = None
+        if display and self._prepare is not None and not self._is_cancelled(generation):
+            try:
+                prepared = self._prepare(image, result)
+            except Exception:  # noqa: BLE001 - the window prepares what is missing itself
+                prepared = None
+        self.finished.emit(generation, result, prepared)  # dropped by the client if stale meanwhile
 
 
 class AnalysisClient(_RequestClient):
@@ -326,10 +341,12 @@ class AnalysisClient(_RequestClient):
 
     Channels: ``"view"`` (the image on screen; a new request cancels the previous one) and ``"batch"`` (the
     worklist, one item at a time). Only the newest request of a channel can deliver a result; everything else
-    is counted in :attr:`stale_dropped` and discarded.
+    is counted in :attr:`stale_dropped` and discarded. With ``prepare``, results of the ``"view"`` channel
+    come with display data made by ``prepare(image, result)`` in the analysis thread (third argument of
+    :attr:`result_ready`; None for other channels or when preparing failed).
     """
 
-    result_ready = Signal(object, object)  # tag, AnalysisResult
+    result_ready = Signal(object, object, object)  # tag, AnalysisResult, prepared display data or None
     failed = Signal(object, str)  # tag, message
     cancelled = Signal(object)  # tag
     unavailable = Signal(object, str)  # tag, message (no model)
@@ -338,14 +355,19 @@ class AnalysisClient(_RequestClient):
     task_done = Signal(object, object)  # tag, return value
     task_progress = Signal(object, object)  # tag, progress tuple (only while the task is the newest)
 
-    _post = Signal(int, object)
+    _post = Signal(int, object, bool)
     _post_task = Signal(int, str, object)
     _post_warm_up = Signal()
 
-    def __init__(self, factory: AnalyzerFactory, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        factory: AnalyzerFactory,
+        parent: QObject | None = None,
+        prepare: DisplayPreparer | None = None,
+    ) -> None:
         super().__init__(parent)
         self._in_flight = 0
-        self._worker = AnalysisWorker(factory, self._is_cancelled)
+        self._worker = AnalysisWorker(factory, self._is_cancelled, prepare)
         self._post.connect(self._worker.analyze)
         self._post_task.connect(self._worker.run_task)
         self._post_warm_up.connect(self._worker.warm_up)
@@ -370,7 +392,7 @@ class AnalysisClient(_RequestClient):
         """
         ticket = self._new_ticket(channel, tag)
         self._set_in_flight(+1)
-        self._post.emit(ticket.generation, payload)
+        self._post.emit(ticket.generation, payload, channel == "view")
         return ticket.generation
 
     def run_task(self, name: str, args: tuple, tag: Any = None, channel: str = "task") -> int:
@@ -405,9 +427,9 @@ class AnalysisClient(_RequestClient):
         if (self._in_flight > 0) != before:
             self.busy_changed.emit(self._in_flight > 0)
 
-    @Slot(int, object)
-    def _on_finished(self, generation: int, result: object) -> None:
-        self._deliver(self.result_ready, generation, result)
+    @Slot(int, object, object)
+    def _on_finished(self, generation: int, result: object, prepared: object) -> None:
+        self._deliver(self.result_ready, generation, result, prepared)
 
     @Slot(int, object)
     def _on_task_done(self, generation: int, value: object) -> None:
