@@ -91,13 +91,18 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def model_input(
-    image: np.ndarray, spec: PreprocessSpec, lung_map: np.ndarray | None = None
+    image: np.ndarray,
+    spec: PreprocessSpec,
+    lung_map: np.ndarray | None = None,
+    lung_plane: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Geometry]:
     """One image as a ``(C, size, size)`` float32 model input, with its geometry.
 
     Channels follow ``spec.channels`` exactly as the trainer assembles them: ``cxr`` is the normalised image,
-    ``zeros`` a zero plane, ``lung`` the lung probability map (given on the original image grid, values in
-    [0, 1]) put through the same crop/pad/resize and normalisation.
+    ``zeros`` a zero plane, ``lung`` the lung channel: ``lung_plane``, the ``uint8`` U-Net probability plane
+    on the model grid made by :func:`cxrviewer.ml.lung_channel.lung_plane` (what the trainer caches; use
+    this), else ``lung_map`` (on the original image grid, values in [0, 1]) put through the same
+    crop/pad/resize; either is normalised like the image.
     """
     x, geom = preprocess(image, spec)
     if spec.channels == ("cxr",):
@@ -109,9 +114,16 @@ def model_input(
         elif kind == "zeros":
             planes.append(np.zeros_like(x))
         else:
-            if lung_map is None:
+            if lung_plane is not None:
+                if lung_plane.shape != x.shape:
+                    raise ValueError(
+                        f"the lung plane has shape {lung_plane.shape}, the model input {x.shape}"
+                    )
+                lung = np.asarray(lung_plane, dtype=np.float32) * np.float32(1.0 / 255.0)
+            elif lung_map is None:
                 raise ValueError("this model takes a lung-probability channel; pass the image's lung map")
-            lung = np.clip(geom.from_original(np.asarray(lung_map, dtype=np.float32)), 0.0, 1.0)
+            else:
+                lung = np.clip(geom.from_original(np.asarray(lung_map, dtype=np.float32)), 0.0, 1.0)
             planes.append((lung - np.float32(spec.mean)) / np.float32(spec.std))
     return np.stack(planes).astype(np.float32, copy=False), geom
 

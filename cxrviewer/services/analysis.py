@@ -137,6 +137,7 @@ class _Job:
     result: AnalysisResult | None = None  # set when the job ended early (error or abstention)
     image: np.ndarray | None = None
     lung: np.ndarray | None = None
+    lung_plane: np.ndarray | None = None  # the lung channel on the model grid (lung-channel models)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -285,7 +286,7 @@ class AnalysisPipeline:
             if "lung" in predictor.spec.channels:
                 if self.segmenter is None:
                     raise ValueError("this model needs a lung segmentation model, which is not installed")
-                self._segment(job)
+                self._segment_for_model(job, predictor.spec)
         except (LoadError, ValueError) as exc:  # our own messages are written for people
             self._end(job, "error", str(exc), predictor)
         except Exception as exc:  # noqa: BLE001 - reported as a reason, never a traceback
@@ -298,6 +299,14 @@ class AnalysisPipeline:
         if mask.shape != job.image.shape:
             raise ValueError(f"the lung mask has shape {mask.shape}, the image {job.image.shape}")
         job.lung = mask.astype(np.float32) if mask.dtype != np.float32 else mask
+
+    def _segment_for_model(self, job: _Job, spec) -> None:
+        """The lung mask and the U-Net's probability plane (the model's lung channel) from one run."""
+        from cxrviewer.ml.lung_channel import lung_input
+
+        with _Timer(job.timings, "segment"):
+            mask, job.lung_plane = lung_input(self.segmenter, job.image, spec)
+        job.lung = mask.astype(np.float32)
 
     def _run_batch(self, jobs: list[_Job]) -> list[AnalysisResult]:
         live = [j for j in jobs if j.result is None]
@@ -314,7 +323,7 @@ class AnalysisPipeline:
         for job in jobs:
             try:
                 with _Timer(job.timings, "preprocess"):
-                    x, geom = model_input(job.image, predictor.spec, job.lung)
+                    x, geom = model_input(job.image, predictor.spec, job.lung, lung_plane=job.lung_plane)
                 ready.append((job, x, geom))
             except Exception as exc:  # noqa: BLE001
                 self._end(job, "error", f"preprocessing failed ({type(exc).__name__}: {exc})", predictor)

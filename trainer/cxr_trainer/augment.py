@@ -34,11 +34,17 @@ class AugmentConfig:
 
 
 def augment_batch(
-    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator | None = None,
+    photometric_channels: int | None = None,
 ) -> torch.Tensor:
     """Augment a float batch ``(B, C, H, W)`` with values in [0, 1]; returns a new tensor in [0, 1].
 
-    Areas moved in from outside the image are black, like the square padding of the preprocessing.
+    Areas moved in from outside the image are black, like the square padding of the preprocessing. Every
+    channel gets the same geometric transform; gamma, contrast and brightness change only the first
+    ``photometric_channels`` channels (default all) — a lung-probability plane moves with the image but
+    keeps its values.
     """
     b = x.shape[0]
 
@@ -54,10 +60,13 @@ def augment_batch(
         [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
     ).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0, 1)
+    n = x.shape[1] if photometric_channels is None else photometric_channels
+    out = moved[:, :n]
     gamma = torch.exp(u(cfg.gamma)).view(b, 1, 1, 1).to(x.dtype)
-    out = out.clamp(0, 1).pow(gamma)
+    out = out.pow(gamma)
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     contrast = (1.0 + u(cfg.contrast)).view(b, 1, 1, 1).to(x.dtype)
     bright = u(cfg.brightness).view(b, 1, 1, 1).to(x.dtype)
-    return ((out - mean) * contrast + mean + bright).clamp(0, 1)
+    out = ((out - mean) * contrast + mean + bright).clamp(0, 1)
+    return out if n == x.shape[1] else torch.cat([out, moved[:, n:]], dim=1)

@@ -46,8 +46,13 @@ def evaluate(
     cache_dir: str | Path | None = None,
     threads: int = 2,
     show_progress: bool = True,
+    ablations: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate and write ``out_dir/metrics.json``, ``report.html``, plots and ``evaluate_log.json``."""
+    """Evaluate and write ``out_dir/metrics.json``, ``report.html``, plots and ``evaluate_log.json``.
+
+    ``ablations`` (``lungs-removed``, ``lungs-only``): also score the images with the lungs blanked out / kept
+    alone (the shortcut check, :mod:`cxr_trainer.ablation`); the figures go to ``metrics["ablation"]``.
+    """
     from cxr_trainer.report import write_report
 
     out = Path(out_dir)
@@ -61,7 +66,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="cxr-eval-") as tmp:
         src = _subset_csv(labels_path, split_csv, subset, Path(tmp)) if split_csv else labels_path
         data, manifest, _model, task = run_model_on_csv(
-            model_dir, src, cache_dir, show_progress, threads=threads
+            model_dir, src, cache_dir, show_progress, threads=threads, lung=bool(ablations)
         )
     if len(data.y) == 0:
         raise ValueError(f"no image of {labels} has a label the model's task ({task.name}) knows")
@@ -119,11 +124,29 @@ def evaluate(
         )
     )
     metrics["neighbour_vote_accuracy_k4"] = _neighbour_vote(data)
+    if ablations:
+        from cxr_trainer.ablation import plot_ablation, run_ablations
+
+        metrics["ablation"] = run_ablations(
+            _model,
+            manifest.preprocess_spec,
+            data,
+            ablations,
+            labels_list,
+            positive,
+            temperature,
+            n_boot=n_boot,
+            show_progress=show_progress,
+            segmenter_id=data.lung_model,
+        )
+        extra.append(plot_ablation(metrics["ablation"], out))
     write_report(out, metrics, data, labels_list, positive, temperature, tsne=tsne, extra_images=extra)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.result = {
         k: metrics[k] for k in ("n", "accuracy", "macro_f1", "roc_auc", "roc_auc_ci", "pr_auc", "ece")
     }
+    if "ablation" in metrics:
+        log.result["ablation"] = metrics["ablation"]["summary"]
     log.write(out / "evaluate_log.json")
     return metrics
 
@@ -152,7 +175,7 @@ def _example_grid(
         return []
     rows = [i for _, i in picks]
     with torch.no_grad():
-        fmap = model.forward_features(assemble_channels(to_unit(data.pixels[rows]), spec)).numpy()
+        fmap = model.forward_features(assemble_channels(to_unit(data.model_planes(rows, spec)), spec)).numpy()
     cams = cam_from_features(fmap, model.head.weight.detach().numpy(), positive)
     import cv2
 

@@ -136,6 +136,16 @@ class EvalData:
     ms_per_image: float = 0.0
     ms_per_image_single: float = 0.0
     pixels: np.ndarray | None = None  # preprocessed uint8 images, row i = keys[i]
+    lung: np.ndarray | None = None  # uint8 lung-probability planes on the same grid (lung models, ablation)
+    lung_model: str | None = None  # the segmentation model that made ``lung``
+
+    def model_planes(self, rows, spec) -> np.ndarray:
+        """What :func:`cxr_trainer.inputs.to_unit` takes for ``rows``: the image, plus the lung plane when
+        ``spec`` has a lung channel."""
+        from cxr_trainer.lung_cache import input_planes
+
+        lung = self.lung[rows] if "lung" in spec.channels and self.lung is not None else None
+        return input_planes(self.pixels[rows], lung)
 
 
 def run_model_on_csv(
@@ -145,8 +155,13 @@ def run_model_on_csv(
     show_progress: bool = True,
     batch_size: int = 32,
     threads: int = 2,
+    lung: bool = False,
 ):
-    """Load a model folder (hash-verified) and predict every mappable image of ``labels_csv``."""
+    """Load a model folder (hash-verified) and predict every mappable image of ``labels_csv``.
+
+    The lung U-Net's planes are computed (once, cached) when the model takes a lung channel or ``lung`` is
+    set (the ablation check needs the masks); they are returned in ``EvalData.lung``.
+    """
     import torch
 
     from cxr_trainer.datasets import load_dataset
@@ -164,15 +179,28 @@ def run_model_on_csv(
     recs = [r for r in ds.records if task.map_label(r.label) in manifest.labels]
     cache = build_cache(recs, spec, cache_dir, show_progress=show_progress, desc="preprocess")
     ok = cache.ok_indices
+    lung_planes, lung_model = None, None
+    if lung or "lung" in spec.channels:
+        from cxr_trainer.lung_cache import build_lung_cache, load_segmenter
+        from cxrviewer.ml.lung_channel import segmenter_identity
+
+        seg = load_segmenter(threads=threads)
+        lung_model = segmenter_identity(seg)
+        lung_planes = build_lung_cache(recs, spec, cache_dir, seg, show_progress=show_progress)
+    planes = cache.pixels
+    if "lung" in spec.channels:
+        from cxr_trainer.lung_cache import input_planes
+
+        planes = input_planes(cache.pixels, lung_planes)
     t0 = time.perf_counter()
     logits, emb = predict(
-        model, cache.pixels, ok, spec, "cpu", batch_size, embeddings=True, show_progress=show_progress
+        model, planes, ok, spec, "cpu", batch_size, embeddings=True, show_progress=show_progress
     )
     ms = (time.perf_counter() - t0) * 1000 / max(len(ok), 1)
     single = []
     with torch.no_grad():
         for i in ok[: min(20, len(ok))]:
-            x = assemble_channels(to_unit(cache.pixels[i : i + 1]), spec)
+            x = assemble_channels(to_unit(planes[i : i + 1]), spec)
             t = time.perf_counter()
             model(x)
             single.append((time.perf_counter() - t) * 1000)
@@ -187,5 +215,7 @@ def run_model_on_csv(
         ms_per_image=ms,
         ms_per_image_single=float(np.median(single[1:] if len(single) > 1 else single)) if single else 0.0,
         pixels=cache.pixels[ok] if ok else None,
+        lung=np.asarray(lung_planes[ok]) if lung_planes is not None and ok else None,
+        lung_model=lung_model,
     )
     return data, manifest, model, task

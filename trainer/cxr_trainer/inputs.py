@@ -1,8 +1,10 @@
 """From cached uint8 pixels to model inputs: scaling, augmentation hook, channel assembly, inference.
 
 ``PreprocessSpec.channels`` says what each input channel holds. ``"cxr"`` is the preprocessed image,
-``"zeros"`` a constant plane; ``"lung"`` (Goldstein et al.'s lung-probability channel) needs a provider
-registered with :func:`set_lung_provider` once a lung segmentation model exists.
+``"zeros"`` a constant plane; ``"lung"`` (Goldstein et al.'s lung-probability channel) is the U-Net's
+probability on the model grid, cached once per image by :mod:`cxr_trainer.lung_cache` and carried as a second
+plane of the cached array (``(N, 2, S, S)``: image, lung), so it moves with the image under augmentation.
+A provider registered with :func:`set_lung_provider` is the fallback for single-plane input.
 """
 
 from __future__ import annotations
@@ -25,18 +27,20 @@ def set_lung_provider(fn: LungProvider | None) -> None:
 
 
 def to_unit(batch_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, S, S)`` → float ``(B, 1, S, S)`` in [0, 1]."""
+    """uint8 ``(B, S, S)`` → float ``(B, 1, S, S)`` in [0, 1]; ``(B, P, S, S)`` planes keep their planes."""
     t = (
         batch_uint8
         if isinstance(batch_uint8, torch.Tensor)
         else torch.from_numpy(np.array(batch_uint8, copy=True))
     )
-    return t.to(torch.float32).unsqueeze(1).mul_(1.0 / 255.0)
+    t = t.to(torch.float32)
+    return (t.unsqueeze(1) if t.dim() == 3 else t).mul_(1.0 / 255.0)
 
 
 def assemble_channels(x01: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """Float ``(B, 1, S, S)`` in [0, 1] → normalised model input with ``spec.in_chans`` channels."""
-    cxr = (x01 - spec.mean) / spec.std
+    """Float ``(B, 1, S, S)`` image, or ``(B, 2, S, S)`` image + lung plane, in [0, 1] → normalised model
+    input with ``spec.in_chans`` channels."""
+    cxr = (x01[:, :1] - spec.mean) / spec.std
     if spec.channels == ("cxr",):
         return cxr
     planes = []
@@ -45,11 +49,13 @@ def assemble_channels(x01: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
             planes.append(cxr)
         elif kind == "zeros":
             planes.append(torch.zeros_like(cxr))
-        else:  # lung
+        elif x01.shape[1] > 1:  # lung plane cached beside the image
+            planes.append((x01[:, 1:2] - spec.mean) / spec.std)
+        else:
             if _lung_provider is None:
                 raise ValueError(
-                    "this preprocessing spec asks for a lung-mask channel, but no lung segmentation model is "
-                    "available yet (register one with cxr_trainer.inputs.set_lung_provider)"
+                    "this preprocessing spec asks for a lung-probability channel, but the input has no lung "
+                    "plane (build it with cxr_trainer.lung_cache.input_planes)"
                 )
             planes.append((_lung_provider(x01) - spec.mean) / spec.std)
     return torch.cat(planes, dim=1)

@@ -195,6 +195,12 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
+def _ablation_section(block: dict | None) -> str:
+    from cxr_trainer.ablation import ablation_html
+
+    return ablation_html(block)
+
+
 def write_report(
     out: Path,
     metrics: dict,
@@ -279,6 +285,7 @@ def write_report(
                 ]
             ],
         ),
+        _ablation_section(m.get("ablation")),
         "<h2>Operating points (cut-offs chosen on the validation split)</h2>",
         _table(
             ["name", "cut-off", "sensitivity", "95% CI", "specificity", "95% CI", "TP", "FN", "TN", "FP"],

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -215,6 +216,7 @@ class PreparedData:
     excluded: dict[str, int]
     failed: dict[str, str]
     notes: list[str]
+    lung_model: str | None = None  # segmentation model that made the lung channel, if the spec has one
 
 
 def prepare_data(
@@ -259,7 +261,20 @@ def prepare_data(
     for s in ("train", "val"):
         if index[s].size == 0:
             raise ValueError(f"the {s} split is empty; use more images or other fractions")
-    return PreparedData(ds, task, records, y, split, cache.pixels, index, dict(excluded), failed, notes)
+    pixels, lung_model = cache.pixels, None
+    if "lung" in spec.channels:  # lung U-Net once per image (cached), never per epoch
+        from cxr_trainer.lung_cache import build_lung_cache, input_planes, load_segmenter
+        from cxrviewer.ml.lung_channel import segmenter_identity
+
+        seg = load_segmenter(threads=cfg.threads)
+        lung_model = segmenter_identity(seg)
+        if dist_info.main:
+            build_lung_cache(records, spec, cfg.cache_dir, seg, show_progress=cfg.progress)
+        _barrier(dist_info)
+        pixels = input_planes(cache.pixels, build_lung_cache(records, spec, cfg.cache_dir, seg, False))
+        if log:
+            log.event("lung_channel", segmenter=lung_model)
+    return PreparedData(ds, task, records, y, split, pixels, index, dict(excluded), failed, notes, lung_model)
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -304,7 +319,7 @@ def _make_batch(
     srt = np.sort(idx)
     x = to_unit(data.pixels[srt])
     if augment and cfg.augment.enabled:
-        x = augment_batch(x, cfg.augment, gen)
+        x = augment_batch(x, cfg.augment, gen, photometric_channels=1)  # the lung plane moves, unlit
     return assemble_channels(x, spec), torch.as_tensor(data.y[srt])
 
 
@@ -378,9 +393,13 @@ def run_training(cfg: TrainConfig, log: RunLog | None = None) -> Path | None:
         out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     spec = PreprocessSpec(size=cfg.size, clahe=cfg.clahe, channels=cfg.channels)
+    init_path = _weights_path(cfg.init)
+    if init_path is not None:  # a file for another architecture fails now, not after the image cache is built
+        with torch.random.fork_rng(devices=[]):
+            create_model(cfg.arch, len(get_task(cfg.task).labels), spec.in_chans, pretrained=init_path)
     data = prepare_data(cfg, spec, d, log if d.main else None)
     k = len(data.task.labels)
-    model = create_model(cfg.arch, num_classes=k, in_chans=spec.in_chans, pretrained=_weights_path(cfg.init))
+    model = create_model(cfg.arch, num_classes=k, in_chans=spec.in_chans, pretrained=init_path)
     set_bn_momentum(model, cfg.bn_momentum)
     model.to(device)
     if cfg.channels_last:
@@ -398,6 +417,7 @@ def run_training(cfg: TrainConfig, log: RunLog | None = None) -> Path | None:
         n={s: int(v.size) for s, v in data.index.items()},
         excluded=data.excluded,
         failed=len(data.failed),
+        init=model.init_weights.to_dict() if model.init_weights else "scratch",
     )
 
     ckpt_path = out / CHECKPOINT_NAME
@@ -415,6 +435,9 @@ def run_training(cfg: TrainConfig, log: RunLog | None = None) -> Path | None:
         model.load_state_dict(ckpt["model"])
         state.update({k2: ckpt[k2] for k2 in state})
         log.event("resumed", epoch=state["epoch"])
+    elif cfg.resume and d.main:
+        log.event("resume_without_checkpoint", path=str(ckpt_path))
+        print(f"--resume: no {ckpt_path}; starting from the beginning", file=sys.stderr, flush=True)
 
     loop = dict(
         model=model,
@@ -429,7 +452,9 @@ def run_training(cfg: TrainConfig, log: RunLog | None = None) -> Path | None:
         state=state,
         show=show,
     )
-    if cfg.use_two_stage and not state["stage1_done"]:
+    two_stage = cfg.use_two_stage and not state["stage1_done"]
+    if two_stage:
+        log.event("stage", stage=1, trainable="head", cached_features=cfg.cache_features)
         for p in model.features.parameters():
             p.requires_grad_(False)
         if cfg.cache_features:
@@ -441,6 +466,7 @@ def run_training(cfg: TrainConfig, log: RunLog | None = None) -> Path | None:
             p.requires_grad_(True)
         state["stage1_done"] = True
 
+    log.event("stage", stage=2 if cfg.use_two_stage else 1, trainable="all")
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes else None
     _train_epochs(**loop, epochs=cfg.epochs, ckpt=ckpt, frozen=False, deadline=deadline)
     if state["best_state"] is not None:
@@ -656,6 +682,7 @@ def finalise_model(
         thresholds=thresholds,
         calibration={"temperature": temperature, "fitted_on": "validation"},
         metrics={"test": test_metrics},
+        extra={"lung_model": data.lung_model} if data.lung_model else {},
         training={
             "dataset": str(Path(cfg.dataset).resolve()),
             "split_file": SPLIT_NAME,

@@ -33,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="no Grad-CAM example grid (it shows the evaluated images: leave it out when their licence forbids "
         "redistributing them)",
     )
+    p.add_argument(
+        "--ablation",
+        action="append",
+        metavar="MODE",
+        help="shortcut check (Arias-Garzón): also score the images with the lungs blanked out "
+        "(lungs-removed) and/or on the lungs alone (lungs-only), using the shipped lung U-Net; repeatable, "
+        "comma separated, or 'both'",
+    )
     p.add_argument("--cache-dir", help="preprocessed-image cache (default .cache/cxr-trainer)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -40,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cxr_trainer.ablation import ablation_modes
     from cxr_trainer.datasets import DatasetError
     from cxr_trainer.evaluate_model import evaluate
     from cxrviewer.ml.manifest import ModelIntegrityError
@@ -57,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             threads=args.threads,
             show_progress=not args.quiet,
+            ablations=ablation_modes(args.ablation),
         )
     except (ModelIntegrityError, DatasetError, ValueError, FileNotFoundError) as exc:
         print(f"cxr-trainer evaluate: {exc}", file=sys.stderr)
@@ -83,5 +93,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{m['inference']['ms_per_image_batched']:.1f} ms/image batched, {m['inference']['ms_per_image_single']:.1f} ms single"
     )
+    if "ablation" in m:
+        for name, c in m["ablation"]["conditions"].items():
+            auc = c["roc_auc"] if c["roc_auc"] is not None else float("nan")
+            print(f"  {name:14s} accuracy {c['accuracy']:.3f}  ROC AUC {auc:.3f}")
+        print(m["ablation"]["summary"])
     print(f"report: {out / 'report.html'}\nmetrics: {out / 'metrics.json'}")
     return 0
