@@ -157,7 +157,10 @@ def test_lung_channel_model_trains_evaluates_with_ablation_and_runs_in_the_viewe
     html = (out / "report.html").read_text()
     assert "Lung ablation" in html and "ablation.png" in html and (out / "ablation.png").is_file()
 
-    # the viewer's pipeline (shipped lung U-Net) feeds the model what the trainer fed it: same probabilities
+    # exported to ONNX (verified against torch on lung-channel inputs), then the viewer's pipeline (shipped
+    # lung U-Net) feeds the model what the trainer fed it: the same probabilities
+    assert main(["export", "--model", str(model_dir), "--quiet"]) == 0
+    assert "onnx" in json.loads((model_dir / "manifest.json").read_text())["files"]
     from cxrviewer.ml.segmentation import LungSegmenter
     from cxrviewer.services.analysis import AnalysisPipeline, AnalysisSettings
     from cxrviewer.services.shipped_helpers import LungMaskAdapter
@@ -172,6 +175,7 @@ def test_lung_channel_model_trains_evaluates_with_ablation_and_runs_in_the_viewe
     for i in (0, 17, 40):
         result = pipe.analyze(root / data.keys[i])
         assert result.status == "ok", result.reason
+        assert pipe.load().backend.startswith("onnxruntime")
         z = data.logits[i] / temperature
         expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         got = np.array([result.probabilities[k] for k in man.labels])

@@ -29,7 +29,8 @@ def _eval_pixels(
     cache_dir,
     show_progress: bool,
 ):
-    """(uint8 pixels (N,S,S), class indices) for the parity check and int8 measurement."""
+    """(uint8 pixels (N,S,S) — (N,2,S,S) with the lung plane for a lung-channel model —, class indices) for
+    the parity check and int8 measurement."""
     from cxr_trainer.datasets import load_dataset
     from cxr_trainer.image_cache import build_cache
     from cxr_trainer.splits import read_split_csv
@@ -56,6 +57,11 @@ def _eval_pixels(
     cache = build_cache(recs, manifest.preprocess_spec, cache_dir, show_progress=show_progress)
     ok = cache.ok_indices
     y = np.array([manifest.labels.index(task.map_label(recs[i].label)) for i in ok])
+    if "lung" in manifest.preprocess_spec.channels:
+        from cxr_trainer.lung_cache import build_lung_cache, input_planes
+
+        lung = build_lung_cache(recs, manifest.preprocess_spec, cache_dir, show_progress=show_progress)
+        return input_planes(np.asarray(cache.pixels[ok]), np.asarray(lung[ok])), y
     return np.asarray(cache.pixels[ok]), y
 
 
