@@ -6,7 +6,8 @@
 #   CXR_WITH_EXPORTS=0 ...             # viewer-only: no report/DICOM export, no PACS (smaller)
 #
 # Environment: PYTHON (default .venv/bin/python, which needs `pip install -e ".[packaging]"`), NICE (default 10:
-# the build is CPU-heavy; it runs at lower priority so a shared machine stays usable).
+# the build is CPU-heavy; it runs at lower priority so a shared machine stays usable), SLIM (default 1; 0 skips
+# the post-build size cuts of packaging/slim_bundle.py, e.g. to compare sizes).
 # Prints the size of dist/cxrviewer and the build time. Rebuild after models/ changes: the models are copied
 # into the bundle at build time.
 set -euo pipefail
@@ -35,15 +36,10 @@ QT_QPA_PLATFORM=offscreen nice -n "$NICE" "$PYTHON" packaging/make_icons.py "$RO
     echo "!! icons not generated; building without a platform icon" >&2
 nice -n "$NICE" "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
     --distpath "$ROOT/dist" --workpath "$ROOT/build/pyinstaller" packaging/cxrviewer.spec
-# Some libraries ship with their symbols: the interpreter's (pyenv/distribution builds; libpython alone
-# 22 -> 5 MB) and pylibjpeg's codecs (_libjpeg 9.4 -> 2.3 MB, _openjpeg 5.8 -> 1.3 MB). Only these are
-# stripped: other wheels' libraries are patchelf-edited by auditwheel, and strip corrupts those (numpy fails to
-# load with "ELF load command address/offset not page-aligned"). The smoke test decodes every codec after it.
-if [ "$(uname -s)" = Linux ] && command -v strip >/dev/null; then
-    strip --strip-unneeded "$ROOT"/dist/cxrviewer/_internal/libpython3*.so* \
-        "$ROOT"/dist/cxrviewer/_internal/python3*/lib-dynload/*.so \
-        "$ROOT"/dist/cxrviewer/_internal/_libjpeg.*.so "$ROOT"/dist/cxrviewer/_internal/_openjpeg.*.so \
-        2>/dev/null || true
+# Linux: post-build size cuts (packaging/slim_bundle.py: strip unedited libraries, trim Qt's ICU data, stand-ins
+# for OpenCV's unused FFmpeg/OpenBLAS, compact highdicom tables); each is checked by loading the result.
+if [ "$(uname -s)" = Linux ] && [ "${SLIM:-1}" = 1 ]; then
+    nice -n "$NICE" "$PYTHON" packaging/slim_bundle.py "$ROOT/dist/cxrviewer"
 fi
 end=$(date +%s)
 
