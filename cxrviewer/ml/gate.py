@@ -2,6 +2,9 @@
 
 Checks, in order (the first that fails decides the reason):
 
+0. for DICOM, when the caller passes the file's Modality: a modality that is not a projection radiograph
+   (CT, MR, US, NM, PT, XA, MG, ...; :data:`NON_RADIOGRAPH_MODALITIES`) is refused by name ("DICOM modality
+   CT is not a radiograph"); CR, DX, OT, SC and unknown modalities go on to the pixel checks;
 1. the image is big enough and not blank (rules, no model);
 2. a small classifier (``models/input-gate/``, registry ``mobilenet_v3_small``) scores it as ``frontal``,
    ``lateral`` or ``other`` (not a chest radiograph: CT/MR/ultrasound slices, photographs, documents, noise,
@@ -31,6 +34,48 @@ from cxrviewer.ml.backends.helper_backend import ChosenBackend
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "input-gate"
 GATE_LABELS = ("frontal", "lateral", "other")
 OOD_FILE_ROLE = "ood"
+
+
+NON_RADIOGRAPH_MODALITIES: dict[str, str] = {
+    "CT": "computed tomography",
+    "MR": "magnetic resonance",
+    "US": "ultrasound",
+    "NM": "nuclear medicine",
+    "PT": "PET",
+    "XA": "X-ray angiography",
+    "RF": "fluoroscopy",
+    "MG": "mammography",
+    "IO": "intra-oral radiography",
+    "PX": "panoramic dental radiography",
+    "ES": "endoscopy",
+    "XC": "external-camera photography",
+    "GM": "general microscopy",
+    "SM": "slide microscopy",
+    "OP": "ophthalmic photography",
+    "OPT": "ophthalmic tomography",
+    "OCT": "optical coherence tomography",
+    "IVUS": "intravascular ultrasound",
+    "IVOCT": "intravascular OCT",
+    "RTDOSE": "radiotherapy dose",
+    "RTIMAGE": "radiotherapy image",
+    "RTSTRUCT": "radiotherapy structure set",
+    "SEG": "segmentation",
+    "SR": "structured report",
+    "DOC": "document",
+    "ECG": "electrocardiography",
+}
+
+
+def modality_check(modality: str | None) -> str:
+    """Reason a DICOM Modality is not a projection radiograph the models can read, or ``""``.
+
+    Only modalities that can never be a chest radiograph are refused; ``CR``, ``DX``, ``OT`` (other),
+    ``SC`` (secondary capture, e.g. a digitised film), empty and unknown values return ``""`` and are left to
+    the pixel checks."""
+    m = str(modality or "").strip().upper()
+    if m in NON_RADIOGRAPH_MODALITIES:
+        return f"DICOM modality {m} ({NON_RADIOGRAPH_MODALITIES[m]}) is not a radiograph"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +163,8 @@ class InputGate(ChosenBackend):
         backend: force ``onnxruntime-cpu-fp32``, ``torch-cpu-fp32`` or ``torch-cuda-fp32``.
     """
 
+    accepts_modality = True  # check(image, modality=...) refuses non-radiograph DICOM modalities by name
+
     def __init__(
         self,
         model_dir: str | Path = DEFAULT_MODEL_DIR,
@@ -204,12 +251,16 @@ class InputGate(ChosenBackend):
             )
         return GateResult(True, "", s, distance)
 
-    def check_many(self, images: list[np.ndarray]) -> list[GateResult]:
-        """Check several images (batched through the network)."""
+    def check_many(
+        self, images: list[np.ndarray], modalities: list[str | None] | None = None
+    ) -> list[GateResult]:
+        """Check several images (batched through the network); ``modalities``: each image's DICOM Modality
+        (None for raster images), see :func:`modality_check`."""
         results: list[GateResult | None] = []
         todo: list[int] = []
         for i, im in enumerate(images):
-            why = rule_check(im, self.rules)
+            why = modality_check(modalities[i]) if modalities is not None else ""
+            why = why or rule_check(im, self.rules)
             results.append(GateResult(False, why) if why else None)
             if not why:
                 todo.append(i)
@@ -228,6 +279,7 @@ class InputGate(ChosenBackend):
                         )
         return [r for r in results if r is not None]
 
-    def check(self, image: np.ndarray) -> GateResult:
-        """Check one display-ready image (uint8 or float in [0, 1], grayscale or RGB)."""
-        return self.check_many([image])[0]
+    def check(self, image: np.ndarray, modality: str | None = None) -> GateResult:
+        """Check one display-ready image (uint8 or float in [0, 1], grayscale or RGB); ``modality``: the
+        DICOM Modality when the image came from a DICOM file."""
+        return self.check_many([image], None if modality is None else [modality])[0]

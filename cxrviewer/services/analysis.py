@@ -118,6 +118,16 @@ def read_display_image(location: str | Path | ImageSource) -> np.ndarray:
     return load_image(location).display()
 
 
+def read_display_image_and_modality(location: str | Path | ImageSource) -> tuple[np.ndarray, str | None]:
+    """Like :func:`read_display_image`, with the DICOM Modality (None for raster images or when absent), which
+    the input gate uses to refuse e.g. CT or ultrasound by name."""
+    from cxrviewer.core.loader import load_image
+
+    loaded = load_image(location)
+    modality = loaded.metadata.get("modality") if loaded.format == "DICOM" else None
+    return loaded.display(), (str(modality) if modality else None)
+
+
 def source_label(item: str | Path | ImageSource | np.ndarray) -> str:
     """How a result names its input: the path, ``archive.zip:member`` (with the archive's path), or
     ``<array>``."""
@@ -272,14 +282,24 @@ class AnalysisPipeline:
         job = _Job(path=label, started=time.perf_counter())
         try:
             with _Timer(job.timings, "load"):
-                job.image = item if isinstance(item, np.ndarray) else read_display_image(item)
+                modality = None
+                if isinstance(item, np.ndarray):
+                    job.image = item
+                else:
+                    job.image, modality = read_display_image_and_modality(item)
             if self.gate is None:
                 job.warnings.append(
                     "no input gate installed: the image was not checked for being a chest X-ray"
                 )
             else:
                 with _Timer(job.timings, "gate"):
-                    ok, why = self.gate.check(job.image)
+                    # a gate that knows DICOM modalities (cxrviewer.ml.gate.InputGate) also gets it
+                    takes_modality = modality is not None and getattr(self.gate, "accepts_modality", False)
+                    ok, why = (
+                        self.gate.check(job.image, modality=modality)
+                        if takes_modality
+                        else self.gate.check(job.image)
+                    )
                 if not ok:
                     self._end(job, "abstained", why or "the input gate refused this image", predictor)
                     return job

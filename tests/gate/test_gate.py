@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrviewer.ml.gate import DEFAULT_MODEL_DIR, GateResult, GateRules, rule_check
+from cxrviewer.ml.gate import DEFAULT_MODEL_DIR, GateResult, GateRules, modality_check, rule_check
 from cxrviewer.ml.manifest import ModelIntegrityError
 
 
@@ -28,6 +28,15 @@ def test_rules_refuse_tiny_and_blank_images():
     assert "blank" in rule_check(np.full((300, 300), 128, np.uint8), rules)
     rng = np.random.default_rng(0)
     assert rule_check((rng.random((300, 300)) * 255).astype(np.uint8), rules) == ""
+
+
+def test_modality_rule_refuses_non_radiograph_modalities_by_name():
+    for m in ("CT", "MR", "US", "NM", "PT", "XA", "MG", " ct ", "RTDOSE", "SEG"):
+        assert modality_check(m).startswith(f"DICOM modality {m.strip().upper()} ("), m
+        assert modality_check(m).endswith("is not a radiograph")
+    # projection radiographs, 'other', secondary captures (digitised films) and unknown go to the pixel checks
+    for m in ("CR", "DX", "OT", "SC", "", None, "XYZ"):
+        assert modality_check(m) == "", m
 
 
 def test_result_unpacks_and_formats_abstention():
@@ -96,8 +105,11 @@ def test_ct_slice_from_pydicom_is_refused(gate):
     from cxr_trainer.seg.negatives import dicom_to_uint8
 
     path = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
-    ok, reason = gate.check(dicom_to_uint8(pydicom.dcmread(path))[0])
+    pixels = dicom_to_uint8(pydicom.dcmread(path))[0]
+    ok, reason = gate.check(pixels)  # from the pixels alone (e.g. a screenshot of the slice)
     assert not ok and reason
+    ok, reason = gate.check(pixels, modality="CT")
+    assert not ok and reason.startswith("DICOM modality CT")
 
 
 @needs_model

@@ -35,6 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--minutes", type=float, default=6.0, help="wall-clock training budget")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine schedule)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="GATE_DIR",
+        help="start from the weights of this gate folder (continued training; same split and seeds)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", type=Path, default=Path(".cache/gate"))
     p.add_argument(
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from cxr_trainer.splits import leakage_report, make_split, write_split_csv
     from cxrviewer.core.preprocess import PreprocessSpec
-    from cxrviewer.ml.gate import GATE_LABELS, GateRules, InputGate
+    from cxrviewer.ml.gate import GATE_LABELS, GateRules, InputGate, modality_check
     from cxrviewer.ml.manifest import ModelManifest, record_file, write_manifest
     from cxrviewer.ml.model_io import save_classifier
     from cxrviewer.ml.registry import create_model
@@ -104,15 +112,17 @@ def run(args: argparse.Namespace) -> int:
     dicom_neg, dicom_cxr = neg.package_dicoms()
     dicom_train, dicom_test = neg.split_by_content(dicom_neg, 0.5, args.seed)
     train_cxr_imgs = [read_gray(recs[i].path) for i in rng.sample(by[("train", "frontal")], 600)]
+    crop_cxr_imgs = [read_gray(recs[i].path) for i in rng.sample(by[("train", "frontal")], 600)]
     test_cxr_imgs = [read_gray(recs[i].path) for i in rng.sample(by[("test", "frontal")], 150)]
     photos_sk = neg.photographs("sklearn")
     other_train = (
         neg.generated(300, seed=args.seed + 1)
         + neg.spoiled_radiographs(train_cxr_imgs, args.seed)
+        + neg.heavy_crops(crop_cxr_imgs, 2, args.seed + 2)
         + dicom_train
         + neg.photo_crops(dicom_train, 4, args.seed)
         + photos_sk
-        + neg.photo_crops(photos_sk, 80, args.seed)
+        + neg.photo_crops(photos_sk, 160, args.seed, channels=True)
     )
     held_photos = neg.photographs("skimage") + neg.photographs("matplotlib")
     other_test = (
@@ -132,7 +142,15 @@ def run(args: argparse.Namespace) -> int:
             "other": preprocess_items(other_train, spec),
         }
         model = create_model("mobilenet_v3_small", num_classes=3, in_chans=1, dropout=0.2)
-        result = train_gate_model(model, pools, spec, args.minutes, seed=args.seed, log=say)
+        prior: dict = {}
+        if args.init is not None:
+            from cxrviewer.ml.model_io import load_classifier
+
+            start, start_manifest = load_classifier(args.init)
+            model.load_state_dict(start.state_dict())
+            prior = dict(start_manifest.training)
+            say(f"continuing from {args.init} ({prior.get('total_steps', prior.get('steps'))} steps)")
+        result = train_gate_model(model, pools, spec, args.minutes, lr=args.lr, seed=args.seed, log=say)
 
         # OOD statistics from training frontals; thresholds from validation frontals only
         sub = sorted(rng.sample(by[("train", "frontal")], min(3000, len(by[("train", "frontal")]))))
@@ -202,18 +220,29 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.evaluate_only:
         metrics["val_lateral_scored_lateral"] = _rate(list(p_val_lat[:, 1] > 0.5))
-    res_o = gate.check_many([it.image for it in other_test])
-    fam = defaultdict(list)
-    for it, r in zip(other_test, res_o, strict=True):
+    # as the viewer does: DICOM images come with their Modality (CT, US, ... refused by name)
+    res_o = gate.check_many([it.image for it in other_test], [it.modality for it in other_test])
+    res_px = gate.check_many([it.image for it in other_test])  # pixels only, for comparison
+    fam, fam_px = defaultdict(list), defaultdict(list)
+    for it, r, r_px in zip(other_test, res_o, res_px, strict=True):
         fam[it.family].append(not r.ok)
+        fam_px[it.family].append(not r_px.ok)
     metrics["non_cxr_refused"] = _rate([not r.ok for r in res_o])
     metrics["non_cxr_refused_by_family"] = {
-        f: {**_rate(v), "family_seen_in_training": f in seen} for f, v in sorted(fam.items())
+        f: {
+            **_rate(v),
+            "family_seen_in_training": f in seen,
+            "refused_from_pixels_alone": _rate(fam_px[f])["rate"],
+        }
+        for f, v in sorted(fam.items())
     }
+    metrics["non_cxr_refused_from_pixels_alone"] = _rate([not r.ok for r in res_px])
+    metrics["non_cxr_refused_by_modality_rule"] = sum(bool(modality_check(it.modality)) for it in other_test)
     unseen = [v for f, v in fam.items() if f not in seen]
     metrics["non_cxr_refused_unseen_families"] = _rate([x for v in unseen for x in v])
     metrics["non_cxr_failures"] = [it.name for it, r in zip(other_test, res_o, strict=True) if r.ok][:50]
     dicom_pos = [it.image for it in dicom_cxr]
+    dicom_mod = [it.modality for it in dicom_cxr]
     names = [it.name for it in dicom_cxr]
     if args.dicom.is_dir():
         import pydicom
@@ -223,10 +252,11 @@ def run(args: argparse.Namespace) -> int:
                 d = pydicom.dcmread(p)
                 if str(getattr(d, "Modality", "")) in ("CR", "DX"):
                     dicom_pos += neg.dicom_to_uint8(d)[:1]
+                    dicom_mod.append(str(d.Modality))
                     names.append(p.name)
             except Exception as exc:  # report, do not hide
                 say(f"skipped {p.name}: {exc}")
-    res_d = gate.check_many(dicom_pos)
+    res_d = gate.check_many(dicom_pos, dicom_mod)
     metrics["dicom_cxr_pass"] = {
         **_rate([r.ok for r in res_d]),
         "files": {n: r.message for n, r in zip(names, res_d, strict=True)},
@@ -245,6 +275,12 @@ def run(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "seed": args.seed,
         "steps": result.steps,
+        "total_steps": result.steps + int(prior.get("total_steps", prior.get("steps", 0)) if prior else 0),
+        "continued_from": (
+            {"path": str(args.init), "command": prior.get("command"), "steps": prior.get("total_steps")}
+            if prior
+            else None
+        ),
         "train_seconds": round(result.seconds, 1),
         "wall_seconds": round(time.time() - t_start, 1),
         "split": {f"{s}/{v}": len(ix) for (s, v), ix in sorted(by.items())},
@@ -258,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
         "history": result.history,
         "hardware": f"{platform.machine()} CPU, {args.threads} torch threads",
         "command": f"cxr-trainer train-gate --data {args.data} --out {args.out} --size {args.size} "
-        f"--minutes {args.minutes} --seed {args.seed}",
+        f"--minutes {args.minutes} --seed {args.seed} --lr {args.lr} --threads {args.threads}"
+        + (f" --init {args.init}" if args.init is not None else ""),
     }
     write_manifest(out, manifest)
     from cxr_trainer.helper_export import export_helper_onnx

@@ -6,7 +6,13 @@ Everything comes from files that ship in installed packages or is generated here
   medicine, secondary captures, an extremity radiograph, photographs of cookies, a cat's thorax;
 - photographs: scikit-learn's two sample images, scikit-image's ``skimage.data`` and matplotlib's sample data;
 - generated: noise of several kinds, gradients, shapes, stripes/checkerboards, rendered text documents, and
-  radiographs made unreadable (inverted, heavily cropped).
+  radiographs made unreadable (inverted, heavily cropped), ultrasound-like fans, "dead leaves" pictures (a
+  standard stand-in for the statistics of natural photographs) and noise with radiograph-like 1/f spectra.
+
+"Heavily cropped" (:data:`HEAVY_CROP_MAX_AREA`): the crop keeps at most 20 % of the radiograph's area (the
+measured test crops keep 20-40 % of each side, 4-16 % of the area) -- at most part of one lung field. A crop
+that keeps most of both lungs (80 % or more of each side) is still a chest radiograph and is trained as one
+(the frontal class's zoom augmentation).
 
 Each item carries a ``family`` so rates are reported per family; :func:`split_by_content` keeps identical
 pictures (e.g. one CT slice stored in several transfer syntaxes) on one side of a train/test split.
@@ -75,11 +81,13 @@ FONTS = (
 
 @dataclass
 class Item:
-    """One image (uint8 grayscale or RGB) with its family and a name saying where it came from."""
+    """One image (uint8 grayscale or RGB) with its family, a name saying where it came from and, for DICOM
+    files, the file's Modality."""
 
     image: np.ndarray
     family: str
     name: str
+    modality: str | None = None
 
 
 def _size(rng: np.random.Generator) -> tuple[int, int]:
@@ -89,7 +97,7 @@ def _size(rng: np.random.Generator) -> tuple[int, int]:
 
 def _noise(rng: np.random.Generator) -> np.ndarray:
     h, w = _size(rng)
-    kind = rng.integers(5)
+    kind = rng.integers(6)
     if kind == 0:
         a = rng.normal(rng.uniform(60, 200), rng.uniform(10, 80), (h, w))
     elif kind == 1:
@@ -99,12 +107,81 @@ def _noise(rng: np.random.Generator) -> np.ndarray:
     elif kind == 3:
         a = cv2.GaussianBlur(rng.normal(0, 1, (h, w)), (0, 0), rng.uniform(2, 25))
         a = (a - a.min()) / (np.ptp(a) + 1e-6) * 255
-    else:  # multi-scale "clouds"
+    elif kind == 4:  # multi-scale "clouds"
         a = np.zeros((h, w))
         for s in (4, 8, 16, 32, 64):
             a += cv2.resize(rng.normal(0, 1, (s, s)), (w, h), interpolation=cv2.INTER_CUBIC) / s**0.5
         a = (a - a.min()) / (np.ptp(a) + 1e-6) * 255
+    else:
+        a = power_law_noise(h, w, rng.uniform(1.5, 3.5), rng)
     return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def power_law_noise(h: int, w: int, beta: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise whose power spectrum falls as 1/f^beta (radiographs and photographs lie near beta 2-3), 0-255."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    f = np.hypot(fy, fx)
+    f[0, 0] = 1.0
+    spec = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f ** (beta / 2)
+    spec[0, 0] = 0
+    a = np.fft.irfft2(spec, s=(h, w))
+    lo, hi = np.percentile(a, (1, 99))
+    return np.clip((a - lo) / max(hi - lo, 1e-9), 0, 1) * 255
+
+
+def _ultrasound(rng: np.random.Generator) -> np.ndarray:
+    """An ultrasound-like picture: a speckled fan (sector) on black, with a few bright labels."""
+    h, w = _size(rng)
+    a = np.zeros((h, w), np.float32)
+    apex = (w * rng.uniform(0.35, 0.65), -h * rng.uniform(0.0, 0.15))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(xx - apex[0], yy - apex[1])
+    ang = np.degrees(np.arctan2(xx - apex[0], yy - apex[1]))
+    half = rng.uniform(25, 50)
+    r0, r1 = h * rng.uniform(0.05, 0.2), h * rng.uniform(0.75, 1.0)
+    fan = (np.abs(ang) < half) & (r > r0) & (r < r1)
+    speckle = rng.rayleigh(1.0, (h, w)).astype(np.float32)
+    speckle = cv2.GaussianBlur(speckle, (0, 0), float(rng.uniform(0.6, 2.0)))
+    tissue = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), float(rng.uniform(6, 25)))
+    bright = 0.5 + 0.5 * np.tanh(tissue * rng.uniform(1, 4))
+    img = speckle * bright * np.exp(-r / (r1 * rng.uniform(0.6, 2.0)))
+    a[fan] = img[fan]
+    a = a / (np.percentile(a[fan], 99.5) + 1e-6) * rng.uniform(150, 255)
+    if rng.random() < 0.5:  # a dark cyst-like blob
+        c = (int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.3, 0.8) * h))
+        cv2.ellipse(a, c, (int(rng.integers(8, 40)), int(rng.integers(8, 40))), 0, 0, 360, 5.0, -1)
+        a[~fan] = 0
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(0, 5))):
+        cv2.putText(
+            a,
+            " ".join(rng.choice(WORDS, 2)),
+            (int(rng.integers(0, w // 2)), int(rng.integers(10, h))),
+            cv2.FONT_HERSHEY_PLAIN,
+            0.8,
+            230,
+            1,
+        )
+    return a
+
+
+def _dead_leaves(rng: np.random.Generator) -> np.ndarray:
+    """The "dead leaves" model: overlapping discs and boxes with power-law sizes, a stand-in for natural photographs."""
+    h, w = _size(rng)
+    a = np.full((h, w), float(rng.uniform(0, 255)), np.float32)
+    rmin, rmax = 3.0, min(h, w) * rng.uniform(0.2, 0.6)
+    for _ in range(int(rng.integers(300, 1200))):
+        rad = 1.0 / (1.0 / rmin + rng.random() * (1.0 / rmax - 1.0 / rmin))  # density ~ r^-2
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        if rng.random() < 0.3:
+            cv2.rectangle(
+                a, c, (c[0] + int(rad), c[1] + int(rad * rng.uniform(0.3, 2))), float(rng.uniform(0, 255)), -1
+            )
+        else:
+            cv2.circle(a, c, max(1, int(rad)), float(rng.uniform(0, 255)), -1)
+    a = cv2.GaussianBlur(a, (0, 0), float(rng.uniform(0.3, 1.5)))
+    return np.clip(a + rng.normal(0, rng.uniform(0, 8), a.shape), 0, 255).astype(np.uint8)
 
 
 def _gradient(rng: np.random.Generator) -> np.ndarray:
@@ -188,7 +265,11 @@ GENERATORS = {
     "shapes": _shapes,
     "pattern": _pattern,
     "document": _document,
+    "ultrasound_like": _ultrasound,
+    "dead_leaves": _dead_leaves,
 }
+
+HEAVY_CROP_MAX_AREA = 0.2
 
 
 def generated(n_per_family: int, seed: int) -> list[Item]:
@@ -209,6 +290,28 @@ def spoiled_radiographs(images: list[np.ndarray], seed: int) -> list[Item]:
         ch, cw = int(h * rng.uniform(0.2, 0.4)), int(w * rng.uniform(0.2, 0.4))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         out.append(Item(np.ascontiguousarray(im[y : y + ch, x : x + cw]), "cropped_cxr", f"crop-{i}"))
+    return out
+
+
+def heavy_crops(images: list[np.ndarray], n_per: int, seed: int) -> list[Item]:
+    """``n_per`` heavy crops of each radiograph at several scales and aspect ratios (``cropped_cxr``).
+
+    Each crop keeps 8-60 % of one side and at most :data:`HEAVY_CROP_MAX_AREA` of the area (so strips of one
+    side of the chest are included, a crop keeping most of both lungs never is)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, im in enumerate(images):
+        h, w = im.shape[:2]
+        for k in range(n_per):
+            while True:
+                fh, fw = rng.uniform(0.08, 0.6, 2)
+                if fh * fw <= HEAVY_CROP_MAX_AREA and fh * h >= 24 and fw * w >= 24:
+                    break
+            ch, cw = int(h * fh), int(w * fw)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            out.append(
+                Item(np.ascontiguousarray(im[y : y + ch, x : x + cw]), "cropped_cxr", f"hcrop-{i}-{k}")
+            )
     return out
 
 
@@ -298,7 +401,7 @@ def package_dicoms(max_frames: int = 4) -> tuple[list[Item], list[Item]]:
         modality = str(getattr(ds, "Modality", "") or "OT")
         family = "animal_radiograph" if "animals" in p.parts else f"dicom_{modality.lower()}"
         for k, f in enumerate(frames[::step][:max_frames]):
-            item = Item(f, family, f"{p.parent.name}/{p.name}#{k}")
+            item = Item(f, family, f"{p.parent.name}/{p.name}#{k}", str(getattr(ds, "Modality", "") or ""))
             (pos if _is_chest_radiograph(ds) else neg).append(item)
     return neg, pos
 
@@ -370,8 +473,9 @@ def photographs(which: str) -> list[Item]:
     return out
 
 
-def photo_crops(items: list[Item], n_per: int, seed: int) -> list[Item]:
-    """Random crops (30–80 % of each side), rotations and flips of photographs."""
+def photo_crops(items: list[Item], n_per: int, seed: int, channels: bool = False) -> list[Item]:
+    """Random crops (30–80 % of each side), rotations and flips of photographs; with ``channels`` colour
+    crops become one colour channel or an inverted grey picture half of the time (other grey renderings)."""
     rng = np.random.default_rng(seed)
     out = []
     for it in items:
@@ -383,6 +487,9 @@ def photo_crops(items: list[Item], n_per: int, seed: int) -> list[Item]:
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             c = np.ascontiguousarray(it.image[y : y + ch, x : x + cw])
             c = np.rot90(c, int(rng.integers(4))).copy()
+            if channels and rng.random() < 0.5:
+                g = c[..., int(rng.integers(3))] if c.ndim == 3 else c
+                c = np.ascontiguousarray(255 - g if rng.random() < 0.5 else g)
             out.append(Item(c, it.family, f"{it.name}-crop{k}"))
     return out
 
