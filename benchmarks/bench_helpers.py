@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -148,6 +149,9 @@ def main() -> int:
     p.add_argument("--cold-runs", type=int, default=3)
     args = p.parse_args()
 
+    from cxrviewer.ml.backends.threads import prefer_passive_openmp
+
+    prefer_passive_openmp()  # as the runtime does before its first torch import
     import onnxruntime as ort
     import torch
 
@@ -157,7 +161,8 @@ def main() -> int:
         rows += cold_rows(args.threads, args.cold_runs)
     print(
         f"helpers on CPU: {args.threads} thread(s), {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, onnxruntime {ort.__version__}, median of {args.repeats}; inputs: {what}"
+        f"torch {torch.__version__} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
+        f"onnxruntime {ort.__version__}, median of {args.repeats}; inputs: {what}"
     )
     print(f"{'model':14s} {'what':26s} {'torch ms':>9s} {'ORT ms':>8s} {'torch/ORT':>10s}")
     for model, w, t_ms, o_ms in rows:
