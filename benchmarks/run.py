@@ -19,7 +19,11 @@ initialised ResNet-18 (224 px, 1 channel; untrained, labelled as such), at the m
 Times are medians over ``--repeats`` runs after 3 warm-up runs. Real images come from the shared data set
 (``../shared/data/cxr``); without it synthetic images are used and the agreement figures say so.
 
-    .venv/bin/python benchmarks/run.py [--repeats 30] [--extra-sizes 160 128] [--images 48]
+    .venv/bin/python benchmarks/run.py [--repeats 30] [--extra-sizes 160 128] [--images 48] [--viewer]
+
+``--viewer`` then runs the viewer's own benchmarks with the shipped models: drop → all results on screen
+(``bench_drop_to_results.py``, cold and warm, against the same steps without the viewer) and the longest
+GUI-thread stall during analyses (``bench_gui_stall.py``, against the same analysis on the GUI thread).
 """
 
 from __future__ import annotations
@@ -62,7 +66,17 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
     p.add_argument("--threads", type=int, default=None, help="compute threads (default: physical cores)")
     p.add_argument("--no-fresh", action="store_true", help="skip the freshly initialised ResNet-18")
+    p.add_argument(
+        "--viewer", action="store_true", help="also the viewer's drop-to-results and stall benchmarks"
+    )
     return p.parse_args()
+
+
+def run_viewer_benchmarks(data: Path) -> None:
+    """The viewer's benchmarks, each in its own process (they build Qt windows), output passed through."""
+    for script in ("bench_drop_to_results.py", "bench_gui_stall.py"):
+        print(f"\n## {script}\n", flush=True)
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--data", str(data)], check=False)
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
@@ -315,6 +329,8 @@ def main() -> int:
                 print_table(f"{name} — {size} px ({tag})", rows, agreement, e2e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.viewer:
+        run_viewer_benchmarks(args.data)
     if hasattr(os, "getloadavg"):
         print(f"\nLoad average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0

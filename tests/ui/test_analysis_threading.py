@@ -121,48 +121,83 @@ def _library(tmp_path, model_dir, images):
     return path
 
 
+def _detector_sized_copies(images, folder, shape=(2000, 1600)):
+    """16-bit PNG copies (12 bits used) of ``images`` at a flat-panel detector's size."""
+    import cv2
+
+    folder.mkdir()
+    out = []
+    for p in images:
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        big = cv2.resize(img, shape[::-1], interpolation=cv2.INTER_CUBIC).astype(np.uint16) * 16
+        cv2.imwrite(str(folder / f"{p.stem}-large.png"), big)
+        out.append(folder / f"{p.stem}-large.png")
+    return out
+
+
+#: The most GUI-thread CPU time allowed between two heartbeats while results arrive (ms). Measured on the
+#: 2-core machine: 23-25 ms with the overlays prepared in the analysis thread; 114-129 ms (and a 459 ms
+#: wall-clock gap) with them computed from the full-size arrays on the GUI thread, as before that change.
+GUI_CPU_PER_BEAT_MS = 60
+#: The longest wall-clock heartbeat gap allowed (ms): the goal is < 100 ms, which only a quiet machine shows
+#: (benchmarks/bench_gui_stall.py measures it against the idle noise floor); analysing on the GUI thread
+#: freezes it for > 1 s per image this size.
+GUI_GAP_MS = 400
+
+
 def test_pipeline_with_tiny_model_and_gui_stall(qtbot, make_window, tiny_model_dir, shared_data, tmp_path):
-    """The real analysis pipeline (tiny model, a case library) in the analysis thread, while a 10 ms
-    heartbeat on the GUI thread measures the longest stall. Goal < 100 ms; asserted bound 500 ms."""
+    """The real analysis pipeline (tiny model, a case library, the shipped helpers) in the analysis thread,
+    while a 10 ms heartbeat on the GUI thread records the wall-clock gaps and the GUI thread's own CPU time
+    between beats, over three detector-sized (2000×1600, 16-bit) images opened and analysed after the model
+    has loaded. The CPU figure does not depend on the machine's load: it is the work the window does on its
+    thread per result (drawing included)."""
     from cxrviewer.ui.analysis_backend import pipeline_factory
     from cxrviewer.ui.settings import ViewerSettings
 
     images = sorted((shared_data / "cxr" / "images").glob("*/*.jpg"))[:8]
     library = _library(tmp_path, tiny_model_dir, images[3:])
+    large = _detector_sized_copies(images[:3], tmp_path / "large")
     settings = ViewerSettings(model_dir=str(tiny_model_dir), device="cpu")
     w = make_window(pipeline_factory(settings, library_paths=[library], user_library=None), settings=settings)
-    timer, clock, gaps = QTimer(), QElapsedTimer(), []
+    with qtbot.waitSignal(w.analysis_shown, timeout=60_000):  # cold: imports and model loading
+        w.open_paths([images[0]])
+
+    timer, clock, gaps, cpu = QTimer(), QElapsedTimer(), [], []
     clock.start()
-    last = [clock.elapsed()]
+    last = [clock.elapsed(), time.thread_time()]
 
     def beat():
-        now = clock.elapsed()
+        now, used = clock.elapsed(), time.thread_time()
         gaps.append(now - last[0])
-        last[0] = now
+        cpu.append((used - last[1]) * 1000.0)
+        last[:] = [now, used]
 
     timer.timeout.connect(beat)
     timer.start(10)
     t0 = time.perf_counter()
     results = []
-    for path in images[:3]:
+    for path in large:
         with qtbot.waitSignal(w.analysis_shown, timeout=60_000) as got:
             w.open_paths([path])
         results.append(got.args[0])
+    qtbot.wait(100)  # the last result's repaint
     elapsed = time.perf_counter() - t0
     timer.stop()
-    worst = max(gaps)
+    worst, worst_cpu = max(gaps), max(cpu)
     print(
-        f"\nGUI-thread stall during {len(results)} analyses ({elapsed:.2f} s, model load included): "
-        f"longest {worst} ms, median {sorted(gaps)[len(gaps) // 2]} ms over {len(gaps)} beats"
+        f"\nGUI thread during {len(results)} analyses of 2000×1600 images ({elapsed:.2f} s): longest gap "
+        f"{worst} ms (median {sorted(gaps)[len(gaps) // 2]} ms over {len(gaps)} beats); most GUI-thread CPU "
+        f"between two beats {worst_cpu:.0f} ms"
     )
-    assert worst < 500
+    assert worst_cpu < GUI_CPU_PER_BEAT_MS
+    assert worst < GUI_GAP_MS
     r = results[-1]
     assert r.status == "ok", r.reason
     assert set(r.probabilities) == {"normal", "pneumonia", "covid"}
     assert sum(r.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert r.heatmap.shape == w.current.image.pixels.shape and w.view.heatmap.item.isVisible()
     assert "tiny-test-classifier" in w.ai_panel.model_info.text()
-    assert [x.path for x in results] == [p.name for p in images[:3]]
+    assert [x.path for x in results] == [p.name for p in large]
     assert len(r.neighbours) == 4 and all(n.thumbnail_png for n in r.neighbours)
     assert w.similar.list.count() == 4 and not w.similar.list.item(0).icon().isNull()
     from cxrviewer.ml.segmentation import DEFAULT_MODEL_DIR
