@@ -126,6 +126,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from cxr_trainer.datasets import DatasetError
     from cxr_trainer.progress import RunLog
     from cxr_trainer.splits import LeakageError
     from cxr_trainer.training import LOG_NAME, run_training
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
         out = run_training(cfg, log)
-    except (LeakageError, ValueError) as exc:
+    except (LeakageError, DatasetError, ValueError, FileNotFoundError) as exc:
         log.write(Path(cfg.out) / LOG_NAME, status="error", error=str(exc))
         print(f"cxr-trainer train: {exc}", file=sys.stderr)
         return 1
@@ -144,6 +145,21 @@ def run(args: argparse.Namespace) -> int:
     r = log.result
     test = r.get("test") or {}
     print(f"\nmodel written to {out}  ({(time.time() - t0) / 60:.1f} min)")
+    setup = next((e for e in log.events if e["event"] == "setup"), {})
+    init = setup.get("init")
+    if isinstance(init, dict):
+        print(
+            f"  initialised from {init['path']}: {init['trunk_tensors']} trunk tensors"
+            + (f", first convolution {init['first_conv']}" if init["first_conv"] else "")
+            + (", head loaded" if init["head_loaded"] else ", head new for this task")
+        )
+    stages = [e for e in log.events if e["event"] == "stage"]
+    if len(stages) > 1 or any(e["stage"] == 2 for e in stages):
+        s1 = sum(1 for e in log.events if e["event"] == "stage1_epoch") or sum(
+            1 for e in log.events if e["event"] == "epoch" and e.get("frozen_trunk")
+        )
+        s2 = sum(1 for e in log.events if e["event"] == "epoch" and not e.get("frozen_trunk"))
+        print(f"  two-stage transfer: {s1} epochs frozen trunk (head only), then {s2} epochs all layers")
     print(f"  temperature (validation) {r.get('temperature', 1.0):.3f}")
     for name, op in (r.get("operating_points") or {}).items():
         print(
