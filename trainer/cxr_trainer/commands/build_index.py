@@ -82,6 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        type=Path,
+        help="write the JSON run log here (default runs/build-index-<OUT name>.json)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -96,6 +103,20 @@ class BuildSummary:
     bytes: int = 0
     model_id: str = ""
     statement: str = ""
+
+    def to_dict(self, out: Path) -> dict:
+        """The summary as JSON-ready values (the run log's ``result``)."""
+        return {
+            "library": str(out),
+            "cases": sum(self.written.values()),
+            "written": dict(self.written),
+            "skipped": dict(self.skipped),
+            "redistributable": self.redistributable,
+            "seconds": round(self.seconds, 2),
+            "bytes": self.bytes,
+            "model_id": self.model_id,
+            "statement": self.statement,
+        }
 
     def lines(self, out: Path) -> list[str]:
         total = sum(self.written.values())
@@ -260,7 +281,8 @@ def build_library(args: argparse.Namespace) -> BuildSummary:
         durable=False,
     )
     try:
-        with tqdm(total=len(rows), unit="img", desc="build-index", file=sys.stderr) as bar:
+        quiet = getattr(args, "quiet", False)
+        with tqdm(total=len(rows), unit="img", desc="build-index", file=sys.stderr, disable=quiet) as bar:
             for start in range(0, len(rows), args.batch_size):
                 batch, inputs, thumbs = [], [], []
                 for row in rows[start : start + args.batch_size]:
@@ -302,13 +324,19 @@ def build_library(args: argparse.Namespace) -> BuildSummary:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``cxr-trainer build-index``."""
+    from cxr_trainer.progress import RunLog
     from cxrviewer.ml.manifest import ModelIntegrityError
 
+    log = RunLog("build-index", {k: v for k, v in vars(args).items() if k != "func"})
+    log_path = getattr(args, "json_out", None) or Path(f"runs/build-index-{args.out.stem}.json")
     try:
         summary = build_library(args)
     except (ModelIntegrityError, CaseLibraryError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"build-index: error: {exc}", file=sys.stderr)
+        print(f"JSON log: {log.write(log_path, status='error', error=str(exc))}", file=sys.stderr)
         return 2
     for line in summary.lines(args.out):
         print(line)
+    log.result = summary.to_dict(args.out)
+    print(f"JSON log: {log.write(log_path)}")
     return 0

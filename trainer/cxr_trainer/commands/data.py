@@ -56,6 +56,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from cxr_trainer.progress import RunLog
 
     log = RunLog("data inspect", vars(args) | {"func": None})
+    out = Path(args.json_out or f"runs/inspect-{Path(args.dataset).resolve().name}.json")
     try:
         rep = inspect_dataset(
             args.dataset,
@@ -69,9 +70,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         )
     except Exception as exc:  # noqa: BLE001 - report any failure as a message and in the log
         print(f"cxr-trainer data inspect: {exc}", file=sys.stderr)
+        print(f"JSON log: {log.write(out, status='error', error=str(exc))}", file=sys.stderr)
         return 1
     log.result = rep
-    out = Path(args.json_out or f"runs/inspect-{Path(args.dataset).resolve().name}.json")
     c = Counter({(lab, src): n for lab, d in rep["counts"]["label_source"].items() for src, n in d.items()})
     labels, sources = sorted(rep["counts"]["label"]), sorted(rep["counts"]["source"])
     print(

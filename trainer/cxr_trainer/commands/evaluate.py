@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ModelIntegrityError, DatasetError, ValueError, FileNotFoundError) as exc:
         print(f"cxr-trainer evaluate: {exc}", file=sys.stderr)
+        from cxr_trainer.progress import RunLog
+
+        log = RunLog("evaluate", {k: v for k, v in vars(args).items() if k != "func"})
+        path = log.write(Path(args.out) / "evaluate_log.json", status="error", error=str(exc))
+        print(f"JSON log: {path}", file=sys.stderr)
         return 1
     m = metrics
     out = Path(args.out)

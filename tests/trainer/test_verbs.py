@@ -1,0 +1,78 @@
+"""Every ``cxr-trainer`` verb has ``--help``, a ``--quiet`` switch for its progress bars, and a JSON run log,
+written on success and on failure (status ``error`` with the human message)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cxr_trainer.cli import main
+
+from tests.helpers.tiny_model import make_tiny_classifier_dir
+
+VERBS = [
+    ["data", "inspect"],
+    ["train"],
+    ["evaluate"],
+    ["export"],
+    ["train-seg"],
+    ["train-gate"],
+    ["build-index"],
+]
+WITH_QUIET = {"data inspect", "train", "evaluate", "export", "build-index"}
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*verb, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: cxr-trainer {' '.join(verb)}")
+    assert "--out" in text or "--json" in text  # says where its results go
+    if " ".join(verb) in WITH_QUIET:
+        assert "--quiet" in text
+
+
+def _error_log(path) -> dict:
+    doc = json.loads(path.read_text())
+    assert doc["status"] == "error" and doc["error"]
+    return doc
+
+
+def test_failures_leave_a_json_log_with_the_message(tmp_path, capsys):
+    missing = str(tmp_path / "no-such-data")
+    assert main(["data", "inspect", missing, "--json", str(tmp_path / "i.json"), "--quiet"]) == 1
+    assert "neither a labels CSV nor a dataset folder" in _error_log(tmp_path / "i.json")["error"]
+
+    assert main(["train", "--data", missing, "--out", str(tmp_path / "t"), "--quiet"]) == 1
+    assert "neither a labels CSV" in _error_log(tmp_path / "t" / "train_log.json")["error"]
+
+    model = make_tiny_classifier_dir(tmp_path / "model", size=32)
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(model), "--labels", missing, "--out", str(ev), "--quiet"]) == 1
+    assert "neither a labels CSV" in _error_log(ev / "evaluate_log.json")["error"]
+
+    assert main(["export", "--model", str(tmp_path / "nothing-here"), "--quiet"]) == 1
+    assert _error_log(tmp_path / "nothing-here" / "export_log.json")
+
+    lib, log = tmp_path / "x.cxrlib", tmp_path / "b.json"
+    args = ["--model", str(model), "--labels", missing, "--out", str(lib), "--json", str(log), "--quiet"]
+    assert main(["build-index", *args]) == 2
+    assert _error_log(log)["args"]["out"] == str(lib) and not lib.exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("JSON log:") == 3  # inspect, evaluate, build-index say where
+
+
+def test_build_index_log_progress_and_summary(synthetic_dataset, tmp_path, capsys):
+    model = make_tiny_classifier_dir(tmp_path / "model", size=32)
+    lib, log = tmp_path / "cases.cxrlib", tmp_path / "build.json"
+    args = ["--model", str(model), "--labels", str(synthetic_dataset), "--out", str(lib), "--json", str(log)]
+    assert main(["build-index", *args, "--threads", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "build-index" in err and "img" in err  # the progress bar
+    assert "wrote 60 cases" in out and f"JSON log: {log}" in out
+    doc = json.loads(log.read_text())
+    assert doc["status"] == "ok" and doc["verb"] == "build-index"
+    assert doc["result"]["cases"] == 60 and doc["result"]["skipped"]["unreadable image"] == 1
+    assert doc["result"]["skipped"]["near-duplicate of a kept case"] == 1
