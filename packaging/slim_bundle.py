@@ -493,27 +493,35 @@ def compact_highdicom_tables(internal: Path) -> Saving:
     return saving
 
 
-def slim(app_dir: Path) -> list[Saving]:
-    """Apply every cut to a built one-folder app (``dist/cxrviewer``) and return what each saved."""
+#: The cuts by name, in the order they are applied.
+CUTS = {
+    "opencv": replace_unused_opencv_libs,
+    "icu": trim_icu,
+    "strip": strip_unedited,
+    "highdicom": compact_highdicom_tables,
+}
+
+
+def slim(app_dir: Path, cuts: list[str] | None = None) -> list[Saving]:
+    """Apply the cuts (default: all of :data:`CUTS`) to a built one-folder app (``dist/cxrviewer``) and return
+    what each saved."""
     internal = app_dir / "_internal"
     if not internal.is_dir():
         raise FileNotFoundError(f"{internal} does not exist: build the app first")
-    return [
-        replace_unused_opencv_libs(internal),
-        trim_icu(internal),
-        strip_unedited(internal),
-        compact_highdicom_tables(internal),
-    ]
+    return [CUTS[name](internal) for name in (cuts or list(CUTS))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("app_dir", type=Path, help="the built app folder, e.g. dist/cxrviewer")
+    parser.add_argument(
+        "--only", choices=list(CUTS), action="append", help="apply only this cut (repeatable)"
+    )
     args = parser.parse_args(argv)
     if not sys.platform.startswith("linux"):
         print("slim: Linux only; nothing done")
         return 0
-    for saving in slim(args.app_dir):
+    for saving in slim(args.app_dir, args.only):
         print(saving.line())
     return 0
 
