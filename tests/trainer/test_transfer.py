@@ -207,6 +207,10 @@ def test_init_from_a_model_folder_or_a_checkpoint(train, work, two_stage_model):
     init = _events(_log(out), "setup")[0]["init"]
     assert init["head_loaded"] is True and init["first_conv"] is None and init["skipped_head"] == []
 
+    wrong = work / "wrong-arch"
+    assert train(wrong, "--init", str(two_stage_model), "--arch", "mobilenet_v3_small", "--epochs", "0") == 1
+    assert "its manifest.json says --arch resnet18" in _log(wrong)["error"]
+
     ckpt = torch.load(two_stage_model / "checkpoint.pt", map_location="cpu", weights_only=True)
     out = work / "from-checkpoint"
     assert (

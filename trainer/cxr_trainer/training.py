@@ -37,7 +37,7 @@ from cxr_trainer.tasks import TaskDef, get_task
 from cxrviewer.core.preprocess import PreprocessSpec
 from cxrviewer.ml.manifest import ModelManifest, record_file
 from cxrviewer.ml.model_io import save_classifier
-from cxrviewer.ml.registry import create_model
+from cxrviewer.ml.registry import WeightsMismatchError, create_model
 
 SPLIT_NAME = "split.csv"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -395,8 +395,7 @@ def run_training(cfg: TrainConfig, log: RunLog | None = None) -> Path | None:
     spec = PreprocessSpec(size=cfg.size, clahe=cfg.clahe, channels=cfg.channels)
     init_path = _weights_path(cfg.init)
     if init_path is not None:  # a file for another architecture fails now, not after the image cache is built
-        with torch.random.fork_rng(devices=[]):
-            create_model(cfg.arch, len(get_task(cfg.task).labels), spec.in_chans, pretrained=init_path)
+        check_init_weights(cfg, spec.in_chans, init_path)
     data = prepare_data(cfg, spec, d, log if d.main else None)
     k = len(data.task.labels)
     model = create_model(cfg.arch, num_classes=k, in_chans=spec.in_chans, pretrained=init_path)
@@ -489,6 +488,23 @@ def set_bn_momentum(model: torch.nn.Module, momentum: float | None) -> None:
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = momentum
+
+
+def check_init_weights(cfg: TrainConfig, in_chans: int, path: str) -> None:
+    """Build the model from ``path`` once, without touching the random state, so that a file for another
+    architecture is refused before any data work; the error names the architecture a model folder's
+    manifest records."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            create_model(cfg.arch, len(get_task(cfg.task).labels), in_chans, pretrained=path)
+    except WeightsMismatchError as exc:
+        manifest = Path(path).parent / "manifest.json"
+        arch = None
+        if manifest.is_file():
+            arch = json.loads(manifest.read_text(encoding="utf-8")).get("architecture", {}).get("name")
+        if arch and arch != cfg.arch:
+            raise WeightsMismatchError(f"{exc} (its manifest.json says --arch {arch})") from None
+        raise
 
 
 def _weights_path(init: str) -> str | None:
