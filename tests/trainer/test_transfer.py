@@ -221,6 +221,17 @@ def test_init_from_a_model_folder_or_a_checkpoint(train, work, two_stage_model):
     _assert_same(dict(model.state_dict()), ckpt["model"], atol=1e-6)
 
 
+def test_a_model_folder_for_another_task_gives_its_trunk_and_a_new_head(two_stage_model):
+    src, _ = load_classifier(two_stage_model)
+    two = create_model(
+        "resnet18", num_classes=2, in_chans=1, pretrained=two_stage_model / "model.safetensors"
+    )
+    _assert_same(_trunk(two), _trunk(src), atol=1e-6)
+    assert two.head.weight.shape == (2, 512)
+    assert two.init_weights.head_loaded is False
+    assert sorted(two.init_weights.skipped_head) == ["head.bias", "head.weight"]
+
+
 def test_resume_continues_after_the_last_checkpointed_epoch(train, work, two_stage_model, imagenet_file):
     out = work / "resumed"
     shutil.copytree(two_stage_model, out)
