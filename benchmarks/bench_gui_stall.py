@@ -19,7 +19,7 @@ test classifier written to a temporary folder); the shipped input gate, lung U-N
 library are used as the viewer loads them by default (the user's own library is left out). Goal: the
 viewer's longest gap < 100 ms.
 
-    .venv/bin/python benchmarks/bench_gui_stall.py [--images 6] [--model DIR|tiny]
+    .venv/bin/python benchmarks/bench_gui_stall.py [--images 6] [--model DIR|tiny] [--large]
 """
 
 from __future__ import annotations
@@ -52,15 +52,16 @@ store = QSettings(store_path, QSettings.Format.IniFormat)  # never the user's ow
 settings = ViewerSettings(model_dir=model, device="cpu", analyse_on_open=(mode == "viewer"))
 factory = pipeline_factory(settings, library_paths=find_case_libraries([models_dir()]), user_library=None)
 w = MainWindow(analyzer_factory=factory, settings=settings, store=store)
-clock, ticks = QElapsedTimer(), [0]
+clock, ticks, cpu = QElapsedTimer(), [0], [time.thread_time() * 1000.0]
 timer = QTimer()
-timer.timeout.connect(lambda: ticks.append(clock.elapsed()))
+timer.timeout.connect(lambda: (ticks.append(clock.elapsed()), cpu.append(time.thread_time() * 1000.0)))
 results, marks = [], {}
 
 def finish():
     timer.stop()
     heavy = [m for m in ("torch", "onnxruntime") if m in sys.modules]
-    print("RESULT " + json.dumps({"ticks": ticks, "marks": marks, "results": results, "heavy": heavy}), flush=True)
+    out = {"ticks": ticks, "cpu": cpu[: len(ticks)], "marks": marks, "results": results, "heavy": heavy}
+    print("RESULT " + json.dumps(out), flush=True)
     w.close()
     app.quit()
 
@@ -116,15 +117,27 @@ PHASES = (
 )
 
 
-def phase_gaps(ticks: list[float], marks: dict[str, float]) -> dict[str, float]:
-    """The longest heartbeat gap in each phase (a gap belongs to the phase holding its midpoint)."""
+def phase_gaps(ticks: list[float], marks: dict[str, float], values: list[float] | None = None) -> dict:
+    """The heartbeat gaps of each phase (a gap belongs to the phase holding its midpoint); with ``values``
+    (e.g. the GUI thread's CPU clock at each beat), the increase of ``values`` over each of those gaps."""
+    values = ticks if values is None else values
     out = {}
     for name, lo, hi in PHASES:
         a = marks.get(lo, 0.0) if lo else 0.0
         b = marks.get(hi, float("inf")) if hi else float("inf")
-        gaps = [t1 - t0 for t0, t1 in zip(ticks[:-1], ticks[1:], strict=True) if a <= (t0 + t1) / 2 < b]
-        out[name] = max(gaps) if gaps else float("nan")
+        out[name] = [
+            values[i + 1] - values[i] for i in range(len(ticks) - 1) if a <= (ticks[i] + ticks[i + 1]) / 2 < b
+        ]
     return out
+
+
+def longest(gaps: list[float]) -> float:
+    return max(gaps) if gaps else float("nan")
+
+
+def late_share(gaps: list[float], over_ms: float = 50.0) -> float:
+    """Percentage of beats that came more than ``over_ms`` late (gap > 10 ms + ``over_ms``)."""
+    return 100.0 * sum(g > 10.0 + over_ms for g in gaps) / len(gaps) if gaps else float("nan")
 
 
 def main() -> int:
@@ -136,6 +149,9 @@ def main() -> int:
         help="classifier model folder, or 'tiny' for the tiny test model (default: the shipped classifier)",
     )
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr")
+    p.add_argument(
+        "--large", action="store_true", help="2048x2500 16-bit PNG copies of the images (detector size)"
+    )
     args = p.parse_args()
     images = [str(x) for x in sorted((args.data / "images").glob("*/*.jpg"))[: args.images]]
     if len(images) < args.images:
@@ -143,6 +159,10 @@ def main() -> int:
         return 2
     env = viewer_env()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.large:
+            from bench_drop_to_results import make_large
+
+            images = [make_large(x, Path(tmp) / f"large{i}.png") for i, x in enumerate(images)]
         model = Path(args.model)
         if args.model == "tiny":
             sys.path.insert(0, str(REPO))
@@ -152,32 +172,41 @@ def main() -> int:
         print(
             f"model: {model}  images: {len(images)}  Qt platform: {env.get('QT_QPA_PLATFORM') or 'default'}"
         )
-        rows = []
+        rows, cpu_rows = [], []
         for name, mode in (("viewer (worker thread)", "viewer"), ("baseline (GUI thread)", "baseline")):
             out = run(mode, model, images, env, Path(tmp) / f"{mode}-settings.ini")
             bad = [s for s in out["results"] if s != "ok"]
             rows.append((name, phase_gaps(out["ticks"], out["marks"]), bad))
+            cpu_rows.append((name, phase_gaps(out["ticks"], out["marks"], out["cpu"])))
             if mode == "viewer":
                 viewer_seconds = out["ticks"][-1] / 1000.0
                 heavy = out["heavy"]
         idle = run("idle", model, [str(viewer_seconds)], env, Path(tmp) / "idle-settings.ini")
         ticks = idle["ticks"]
-        idle_gap = max(b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True))
+        idle_gaps = [b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)]
+        idle_gap = max(idle_gaps)
     heads = [name for name, _, _ in PHASES]
     print("\nlongest gap between 10 ms heartbeats on the GUI thread, ms")
     print(f"{'variant':26s}" + "".join(f"{h:>16s}" for h in heads))
     for name, gaps, bad in rows:
         extra = f"  (non-ok results: {bad})" if bad else ""
-        print(f"{name:26s}" + "".join(f"{gaps[h]:16.0f}" for h in heads) + extra)
+        print(f"{name:26s}" + "".join(f"{longest(gaps[h]):16.0f}" for h in heads) + extra)
     print(
         f"{'idle window (noise floor)':26s}{idle_gap:16.0f}   (longest gap over {viewer_seconds:.0f} s with "
         "nothing to do: what the machine's load alone costs)"
     )
+    print("\nbeats more than 50 ms late, % of the phase's beats")
+    for name, gaps, _ in rows:
+        print(f"{name:26s}" + "".join(f"{late_share(gaps[h]):16.1f}" for h in heads))
+    print(f"{'idle window (noise floor)':26s}{late_share(idle_gaps):16.1f}")
+    print("\nmost GUI-thread CPU time between two beats, ms (the window's own work; independent of the load)")
+    for name, used in cpu_rows:
+        print(f"{name:26s}" + "".join(f"{longest(used[h]):16.0f}" for h in heads))
     print(f"imported by the viewer process: {', '.join(heavy) or 'neither torch nor onnxruntime'}")
     if hasattr(os, "getloadavg"):
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     for phase in ("first analysis", "later analyses"):
-        v, b = rows[0][1][phase], rows[1][1][phase]
+        v, b = longest(rows[0][1][phase]), longest(rows[1][1][phase])
         print(
             f"{phase}: viewer {v:.0f} ms vs {b:.0f} ms on the GUI thread ({b / v:.1f}× shorter); "
             f"goal < 100 ms: {'met' if v < 100 else 'NOT met'}"

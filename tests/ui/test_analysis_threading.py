@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
+import threading
 import time
 
 import numpy as np
@@ -287,3 +290,22 @@ def test_occlusion_heatmap_progress_and_cancel(qtbot, make_window, tiny_model_di
     assert len(progress) >= 2 and progress[-1][0] == progress[-1][1]  # coarse first, then complete
     assert "occlusion" in w.ai_panel.model_info.text()
     np.testing.assert_array_equal(w.view.heatmap.heatmap, r.heatmap)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_analysis_thread_yields_to_the_gui_thread(qtbot, make_window, png_files):
+    """The analysis thread (and the inference threads it starts) runs ANALYSIS_NICENESS nice steps below the
+    GUI thread, so that the window gets a contended core first."""
+    from cxrviewer.ui.workers import ANALYSIS_NICENESS
+
+    seen = {}
+
+    def factory():
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return ScriptedAnalyzer()
+
+    w = make_window(factory)
+    with qtbot.waitSignal(w.analysis_shown, timeout=TIMEOUT):
+        w.open_paths([png_files[0]])
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen["nice"] == min(19, gui + ANALYSIS_NICENESS)
