@@ -76,7 +76,8 @@ class PipelineAnalyzer:
     def occlusion(self, image: Any, class_name: str, lung_mask, progress=None, should_cancel=None):
         """Occlusion-sensitivity heatmap of ``class_name`` (``cxrviewer.ml.explain``), coarse map first.
 
-        ``progress(done, total, partial)`` receives the partial map already on the image grid (normalised);
+        ``progress(done, total, partial, display)`` receives the partial map already on the image grid
+        (normalised) and its display form (:class:`~cxrviewer.ui.overlay_data.HeatmapDisplay`);
         when ``should_cancel()`` fires, :class:`AnalysisCancelled` is raised. Returns the explain module's
         ``Heatmap`` (``map``, ``method``, ``outside_lung_fraction``, ``warning``).
         """
@@ -85,6 +86,7 @@ class PipelineAnalyzer:
         from cxrviewer.ml.explain import OcclusionCancelled, explain_occlusion, normalize_map
         from cxrviewer.ml.model_io import load_classifier
         from cxrviewer.ml.predictor import model_input
+        from cxrviewer.ui.overlay_data import prepare_heatmap
 
         predictor = self.pipeline.load()
         if self._torch_model is None:
@@ -95,8 +97,9 @@ class PipelineAnalyzer:
         x, geometry = model_input(display, predictor.spec, lung_mask)
 
         def report(done: int, total: int, partial) -> None:
-            if progress is not None:
-                progress(done, total, normalize_map(geometry.to_original(normalize_map(partial))))
+            if progress is not None:  # the map on the image grid and, for the window, its display form
+                full = normalize_map(geometry.to_original(normalize_map(partial)))
+                progress(done, total, full, prepare_heatmap(full, lung_mask))
 
         try:
             return explain_occlusion(

@@ -871,11 +871,15 @@ class MainWindow(QMainWindow):
         channel, key = tag
         if channel != "explain" or self.current is None or key != self.current.key:
             return
-        done, total, partial = state
+        done, total, partial = state[:3]
+        prepared = state[3] if len(state) > 3 else None  # made in the analysis thread
         self.occlusion_progress.setRange(0, int(total))
         self.occlusion_progress.setValue(int(done))
         self.view.heatmap.set_heatmap(
-            partial, self.current_result.lung_mask if self.current_result else None, self.view.image_shape
+            partial,
+            self.current_result.lung_mask if self.current_result else None,
+            self.view.image_shape,
+            prepared,
         )
         self.view.colorbar.setVisible(self.view.heatmap.visible)
 
