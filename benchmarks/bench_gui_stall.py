@@ -199,7 +199,9 @@ def main() -> int:
     for name, gaps, _ in rows:
         print(f"{name:26s}" + "".join(f"{late_share(gaps[h]):16.1f}" for h in heads))
     print(f"{'idle window (noise floor)':26s}{late_share(idle_gaps):16.1f}")
-    print("\nmost GUI-thread CPU time between two beats, ms (the window's own work; independent of the load)")
+    print(
+        "\nmost GUI-thread CPU time between two beats, ms (the window's own work; the load hardly affects it)"
+    )
     for name, used in cpu_rows:
         print(f"{name:26s}" + "".join(f"{longest(used[h]):16.0f}" for h in heads))
     print(f"imported by the viewer process: {', '.join(heavy) or 'neither torch nor onnxruntime'}")
