@@ -9,6 +9,18 @@ import numpy as np
 from cxrviewer.ml.backends.threads import physical_cores
 
 
+def import_onnxruntime():
+    """Import ONNX Runtime with its telemetry off (environment switch set by ``cxrviewer/__init__``, plus
+    the runtime switch for builds that only honour that one)."""
+    import os
+
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 def cpu_session(onnx_path: str | Path, threads: int | None = None, allow_spinning: bool = False):
     """An ONNX Runtime CPU session with full graph optimisation and laptop-friendly threading.
 
@@ -18,8 +30,7 @@ def cpu_session(onnx_path: str | Path, threads: int | None = None, allow_spinnin
         allow_spinning: keep worker threads spinning between runs (slightly lower latency, but burns CPU
             while idle, which a laptop on battery should not do).
     """
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = int(threads or physical_cores())
