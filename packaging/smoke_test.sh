@@ -147,6 +147,15 @@ else
     echo "note: xvfb-run not found: the X11 (xcb) platform plugin was not exercised"
 fi
 
+# Nothing may have been left for an uploader: ONNX Runtime's telemetry writes its device id and event queue
+# under ~/.cache/Microsoft unless cxrviewer switched it off (tests/privacy/test_onnxruntime_telemetry.py).
+echo "== privacy"
+if [ -e "$SANDBOX_HOME/.cache/Microsoft" ]; then
+    fail "telemetry files in the clean HOME: $(cd "$SANDBOX_HOME" && find .cache/Microsoft -type f | paste -sd ' ')"
+else
+    pass "no ONNX Runtime telemetry files (device id, event queue) in the clean HOME"
+fi
+
 echo
 [ "$FAILED" = 0 ] && echo "packaging smoke test PASSED" || echo "packaging smoke test FAILED"
 exit "$FAILED"
