@@ -35,12 +35,19 @@ def _manifest_command(folder: str) -> list[str]:
 
 def test_shipped_recipe_dry_run_parses_every_step(capsys):
     recipe = load_recipe(SHIPPED)
-    assert recipe.step_names() == ["lung-unet", "input-gate", "classifier", "export", "reference-library"]
+    assert recipe.step_names() == [
+        "lung-unet",
+        "input-gate",
+        "classifier",
+        "classifier-continue",
+        "export",
+        "reference-library",
+    ]
     assert main(["reproduce", str(SHIPPED), "--dry-run", "--out", "runs/reproduce-dry"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert [line.split("]")[0][1:] for line in printed] == recipe.step_names()
     verbs = [parse_step(recipe, s, "runs/x").command for s in recipe.steps]
-    assert verbs == ["train-seg", "train-gate", "train", "export", "build-index"]
+    assert verbs == ["train-seg", "train-gate", "train", "train", "export", "build-index"]
     assert not (REPO / "runs" / "reproduce-dry").exists() or not any(
         (REPO / "runs" / "reproduce-dry").iterdir()
     )
@@ -48,13 +55,25 @@ def test_shipped_recipe_dry_run_parses_every_step(capsys):
 
 @pytest.mark.parametrize(
     ("step", "folder"),
-    [("lung-unet", "lung-unet"), ("input-gate", "input-gate"), ("classifier", "cxr-classifier")],
+    [("lung-unet", "lung-unet"), ("input-gate", "input-gate"), ("classifier-continue", "cxr-classifier")],
 )
 def test_shipped_recipe_is_what_built_the_shipped_models(step, folder):
     """Every option but the output folder (and threads) equals the manifest's recorded command."""
     recipe = load_recipe(SHIPPED)
     s = next(x for x in recipe.steps if x.name == step)
     assert command_differences(recipe.argv(s, "runs/x"), _manifest_command(folder)) == {}
+
+
+def test_shipped_classifier_continues_the_same_run_with_the_same_model_settings():
+    """The continuation resumes the first step's folder; only budget, threads and the split file differ."""
+    recipe = load_recipe(SHIPPED)
+    first, cont = (parse_step(recipe, s, "runs/x") for s in recipe.steps if s.name.startswith("classifier"))
+    assert cont.resume and not first.resume and cont.out == first.out
+    a, b = (recipe.argv(s, "runs/x") for s in recipe.steps if s.name.startswith("classifier"))
+    assert set(command_differences(a, b)) == {"max_minutes", "resume", "split_csv"}
+    doc = json.loads((REPO / "models/cxr-classifier/manifest.json").read_text(encoding="utf-8"))
+    assert doc["training"]["notes"] == [f"split read from {cont.split_csv}"]
+    assert doc["files"]["split"]["sha256"] == sha256_file(REPO / cont.split_csv)
 
 
 def test_shipped_recipe_threads_match_recorded_hardware():
