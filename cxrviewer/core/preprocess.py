@@ -10,10 +10,18 @@ windowed DICOM in the viewer go through identical arithmetic. Everything is dete
 
 :class:`Geometry` remembers where each output pixel came from, so maps computed at model resolution
 (heatmaps, lung masks) can be drawn back onto the original image.
+
+:class:`SharedPreprocessing` lets the models that read one image (input gate, lung U-Net, classifier) share
+the work on a detector-size image: inside ``with SharedPreprocessing(image).active():`` :func:`preprocess`
+of that very array computes its border crop once per crop setting and its output once per spec. The
+results are the ones an uncached call returns, bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -180,14 +188,79 @@ def square_padding(h: int, w: int) -> tuple[int, int, int, int]:
     return dy // 2, dy - dy // 2, dx // 2, dx - dx // 2
 
 
+def _crop_key(spec: PreprocessSpec) -> tuple:
+    """The settings :func:`border_crop` depends on (specs that differ only in size/CLAHE share a crop)."""
+    return (spec.blank_low, spec.blank_high, spec.min_row_occupancy, spec.max_crop_fraction)
+
+
+class SharedPreprocessing:
+    """Memo of :func:`preprocess` for one image array, shared by every model that reads it.
+
+    While :meth:`active` (a context manager, per thread/context), :func:`preprocess` called with this very
+    array object (identity, not equality) reuses the border crop of any spec with the same crop settings and
+    the whole output of an equal spec. The image must not be modified while the memo is in use.
+    """
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self._crops: dict[tuple, tuple[int, int, int, int]] = {}
+        self._outputs: dict[PreprocessSpec, tuple[np.ndarray, Geometry]] = {}
+        self._gray: np.ndarray | None = None
+
+    @contextmanager
+    def active(self) -> Iterator[SharedPreprocessing]:
+        """Make :func:`preprocess` use this memo for :attr:`image` inside the ``with`` block."""
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)
+
+    def gray(self) -> np.ndarray:
+        """:func:`to_uint8` of the image, converted once."""
+        if self._gray is None:
+            self._gray = to_uint8(self.image)
+        return self._gray
+
+    def crop(self, img: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, int]:
+        """:func:`border_crop` of the image (``img`` is its 8-bit form), computed once per crop setting."""
+        key = _crop_key(spec)
+        if key not in self._crops:
+            self._crops[key] = border_crop(img, spec)
+        return self._crops[key]
+
+    def preprocess(self, spec: PreprocessSpec) -> tuple[np.ndarray, Geometry]:
+        """:func:`preprocess` of the image, computed once per spec (each call returns its own array)."""
+        if spec not in self._outputs:
+            self._outputs[spec] = _preprocess(self.image, spec, self)
+        x, geom = self._outputs[spec]
+        return x.copy(), geom
+
+
+_ACTIVE: ContextVar[SharedPreprocessing | None] = ContextVar("cxr_shared_preprocessing", default=None)
+
+
 def preprocess(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Geometry]:
     """Run the preprocessing chain; returns the normalised ``float32`` (size, size) image and its geometry.
 
-    Channel assembly (lung map, zeros) is the model's business: see ``spec.channels``.
+    Channel assembly (lung map, zeros) is the model's business: see ``spec.channels``. Inside an active
+    :class:`SharedPreprocessing` of ``image`` the work is shared with the other models (same result).
     """
-    img = to_uint8(image)
+    shared = _ACTIVE.get()
+    if shared is not None and shared.image is image:
+        return shared.preprocess(spec)
+    return _preprocess(image, spec, None)
+
+
+def _preprocess(
+    image: np.ndarray, spec: PreprocessSpec, shared: SharedPreprocessing | None
+) -> tuple[np.ndarray, Geometry]:
+    img = shared.gray() if shared is not None else to_uint8(image)
     h, w = img.shape
-    crop = border_crop(img, spec) if spec.crop_borders else (0, h, 0, w)
+    if not spec.crop_borders:
+        crop = (0, h, 0, w)
+    else:
+        crop = shared.crop(img, spec) if shared is not None else border_crop(img, spec)
     top, bottom, left, right = crop
     img = np.ascontiguousarray(img[top:bottom, left:right])
     if spec.clahe:

@@ -13,6 +13,7 @@ onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from cxrviewer.core.errors import LoadError
+from cxrviewer.core.preprocess import SharedPreprocessing
 from cxrviewer.core.source import ImageSource
 from cxrviewer.services.result import AnalysisResult, Neighbour, OperatingPoint
 
@@ -72,6 +74,11 @@ class AnalysisSettings:
         heatmap: compute the Grad-CAM heatmap on the original grid.
         threads: CPU threads (default: physical cores).
         warmup: run a warm-up batch when the model loads.
+        share_preprocessing: the gate, the lung segmenter and the classifier share one image's preprocessing
+            (its border crop once, and one output for equal specs: the shipped gate and classifier read the
+            same 128-px input) through :class:`~cxrviewer.core.preprocess.SharedPreprocessing`; the model
+            inputs are identical either way. ``False``: each model preprocesses on its own (the reference
+            path of tests and benchmarks).
     """
 
     model_dir: str | Path | None = None
@@ -83,6 +90,7 @@ class AnalysisSettings:
     heatmap: bool = True
     threads: int | None = None
     warmup: bool = True
+    share_preprocessing: bool = True
 
 
 def default_model_dir(root: str | Path | None = None) -> Path | None:
@@ -148,8 +156,24 @@ class _Job:
     image: np.ndarray | None = None
     lung: np.ndarray | None = None
     lung_plane: np.ndarray | None = None  # the lung channel on the model grid (lung-channel models)
+    shared: SharedPreprocessing | None = None  # the image's preprocessing, shared by the models
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def preprocessing(self) -> contextlib.AbstractContextManager:
+        """Context in which the models share this image's preprocessing (a no-op when not shared)."""
+        return self.shared.active() if self.shared is not None else contextlib.nullcontext()
+
+
+def _lung_mask_array(mask: np.ndarray) -> np.ndarray:
+    """A segmenter's mask as the pipeline keeps it: ``bool`` for a binary mask (0/1 integers or bool: the
+    shipped U-Net's), else float32 probabilities. A detector-size mask then costs 1 byte a pixel and no float
+    passes; ``bool`` and the float form give the same lung mask and heatmap figures."""
+    if mask.dtype == bool:
+        return mask
+    if np.issubdtype(mask.dtype, np.integer) and mask.size and int(mask.max()) <= 1 and int(mask.min()) >= 0:
+        return mask > 0
+    return mask.astype(np.float32, copy=False)
 
 
 class _Timer:
@@ -287,12 +311,14 @@ class AnalysisPipeline:
                     job.image = item
                 else:
                     job.image, modality = read_display_image_and_modality(item)
+            if self.settings.share_preprocessing:
+                job.shared = SharedPreprocessing(job.image)
             if self.gate is None:
                 job.warnings.append(
                     "no input gate installed: the image was not checked for being a chest X-ray"
                 )
             else:
-                with _Timer(job.timings, "gate"):
+                with _Timer(job.timings, "gate"), job.preprocessing():
                     # a gate that knows DICOM modalities (cxrviewer.ml.gate.InputGate) also gets it
                     takes_modality = modality is not None and getattr(self.gate, "accepts_modality", False)
                     ok, why = (
@@ -314,17 +340,17 @@ class AnalysisPipeline:
         return job
 
     def _segment(self, job: _Job) -> None:
-        with _Timer(job.timings, "segment"):
+        with _Timer(job.timings, "segment"), job.preprocessing():
             mask = np.asarray(self.segmenter.segment(job.image))
-        if mask.shape != job.image.shape:
-            raise ValueError(f"the lung mask has shape {mask.shape}, the image {job.image.shape}")
-        job.lung = mask.astype(np.float32) if mask.dtype != np.float32 else mask
+            if mask.shape != job.image.shape:
+                raise ValueError(f"the lung mask has shape {mask.shape}, the image {job.image.shape}")
+            job.lung = _lung_mask_array(mask)
 
     def _segment_for_model(self, job: _Job, spec) -> None:
         """The lung mask and the U-Net's probability plane (the model's lung channel) from one run."""
         from cxrviewer.ml.lung_channel import lung_input
 
-        with _Timer(job.timings, "segment"):
+        with _Timer(job.timings, "segment"), job.preprocessing():
             mask, job.lung_plane = lung_input(self.segmenter, job.image, spec)
         job.lung = mask.astype(np.float32)
 
@@ -342,7 +368,7 @@ class AnalysisPipeline:
         ready: list[tuple[_Job, np.ndarray, Any]] = []
         for job in jobs:
             try:
-                with _Timer(job.timings, "preprocess"):
+                with _Timer(job.timings, "preprocess"), job.preprocessing():
                     x, geom = model_input(job.image, predictor.spec, job.lung, lung_plane=job.lung_plane)
                 ready.append((job, x, geom))
             except Exception as exc:  # noqa: BLE001
@@ -378,7 +404,7 @@ class AnalysisPipeline:
         if self.segmenter is not None and job.lung is None:
             self._segment(job)
         if job.lung is not None:
-            result.lung_mask = job.lung > 0.5
+            result.lung_mask = job.lung if job.lung.dtype == bool else job.lung > 0.5
         if self.settings.heatmap:
             with _Timer(job.timings, "heatmap"):
                 self._heatmap(result, pred, job)

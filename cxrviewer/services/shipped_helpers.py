@@ -16,7 +16,8 @@ class LungMaskAdapter:
         self.segmenter = segmenter
 
     def segment(self, image: Any):
-        return self.segmenter.segment(image).mask
+        """The lung mask on the image's grid as ``bool`` (a view of the 0/1 ``uint8`` mask, no copy)."""
+        return self.segmenter.segment(image).mask.view(bool)
 
 
 def load_shipped_helpers(threads: int | None = None, device: str = "auto") -> tuple[Any, Any, list[str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from cxrviewer.core.preprocess import Geometry
@@ -74,16 +75,44 @@ def normalize_map(raw: np.ndarray) -> np.ndarray:
 def outside_lung_fraction(heatmap: np.ndarray, lung_mask: np.ndarray, mask_threshold: float = 0.5) -> float:
     """Share of the (non-negative) map mass outside the lung mask; 0 for an all-zero map.
 
-    ``heatmap`` and ``lung_mask`` must have the same shape.
+    ``heatmap`` and ``lung_mask`` must have the same shape; a ``bool`` mask is used as it is. Sums are
+    accumulated in float64 (OpenCV), without float64 copies of the map.
     """
-    m = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
-    lungs = np.asarray(lung_mask) > mask_threshold
+    m = np.asarray(heatmap)
+    mask = np.asarray(lung_mask)
+    lungs = mask if mask.dtype == bool else mask > mask_threshold
     if m.shape != lungs.shape:
         raise ValueError(f"heatmap shape {m.shape} and lung mask shape {lungs.shape} differ")
-    total = m.sum()
+    if m.dtype != np.float32 or (m.size and float(m.min()) < 0.0):
+        m = np.maximum(m.astype(np.float32), np.float32(0.0))
+    return _mass_outside(m, lungs)
+
+
+def _mass_outside(m: np.ndarray, lungs: np.ndarray) -> float:
+    """:func:`outside_lung_fraction` of a non-negative float32 map and a bool mask of its shape."""
+    if m.size == 0:
+        return 0.0
+    m = np.ascontiguousarray(m)
+    total = float(cv2.sumElems(m)[0])
     if total <= 0:
         return 0.0
-    return float(m[~lungs].sum() / total)
+    outside = np.ascontiguousarray(~lungs)
+    n_out = int(np.count_nonzero(outside))
+    if n_out == 0:
+        return 0.0
+    mass = float(cv2.mean(m, mask=outside.view(np.uint8))[0]) * n_out
+    return float(min(mass / total, 1.0))
+
+
+def _renormalise_in_place(m: np.ndarray) -> np.ndarray:
+    """:func:`normalize_map` of a finite non-negative float32 map (e.g. a normalised map resized with
+    non-negative weights), done in place: the same numbers without the full-size copies."""
+    peak = float(m.max()) if m.size else 0.0
+    if peak > 0:
+        m /= peak
+    else:
+        m[...] = 0.0
+    return m
 
 
 def build_heatmap(
@@ -101,8 +130,9 @@ def build_heatmap(
         method: ``"gradcam"`` or ``"occlusion"``.
         class_index: the explained class.
         geometry: the preprocessing geometry of the image; without it the map stays at model resolution.
-        lung_mask: lung mask (0/1, 0/255 or probabilities) on the same grid as the output (the original
-            image when ``geometry`` is given).
+        lung_mask: lung mask (``bool``, 0/1, 0/255 or probabilities) on the same grid as the output (the
+            original image when ``geometry`` is given). A ``bool`` mask is used as it is (the fast path for
+            detector-size images: no float copies of it).
         settings: see :class:`HeatmapSettings`.
     """
     if method not in METHODS:
@@ -113,18 +143,22 @@ def build_heatmap(
         raise ValueError(f"expected a 2-D map, got shape {raw.shape}")
     m = normalize_map(raw)
     if geometry is not None:  # renormalise: the crop may cut the peak, linear resizing may soften it
-        m = normalize_map(geometry.to_original(m))
+        m = _renormalise_in_place(geometry.to_original(m))  # finite and >= 0: no nan/clip passes needed
     if lung_mask is None:
         return Heatmap(map=m, method=method, class_index=int(class_index))
 
-    mask = np.asarray(lung_mask, dtype=np.float32)
-    if mask.max(initial=0.0) > 1.0:
-        mask = mask / 255.0
+    mask = np.asarray(lung_mask)
     if mask.shape != m.shape:
         raise ValueError(f"lung mask shape {mask.shape} does not match the heatmap shape {m.shape}")
-    lungs = mask > settings.mask_threshold
-    area = float(lungs.mean())
-    outside = outside_lung_fraction(m, mask, settings.mask_threshold)
+    if mask.dtype == bool:
+        lungs = mask
+    else:
+        mask = mask.astype(np.float32, copy=False)
+        if mask.max(initial=0.0) > 1.0:
+            mask = mask / 255.0
+        lungs = mask > settings.mask_threshold
+    area = float(np.count_nonzero(lungs)) / lungs.size if lungs.size else 0.0
+    outside = _mass_outside(m, lungs)  # m is finite, non-negative float32 here
     baseline = 1.0 - area
     warning = None
     if area == 0.0:
@@ -137,7 +171,7 @@ def build_heatmap(
     if settings.restrict_to_lungs:
         m = normalize_map(np.where(lungs, m, 0.0))
     return Heatmap(
-        map=m.astype(np.float32),
+        map=m.astype(np.float32, copy=False),
         method=method,
         class_index=int(class_index),
         outside_lung_fraction=outside,
