@@ -277,7 +277,11 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.steps,
         "total_steps": result.steps + int(prior.get("total_steps", prior.get("steps", 0)) if prior else 0),
         "continued_from": (
-            {"path": str(args.init), "command": prior.get("command"), "steps": prior.get("total_steps")}
+            {
+                "path": str(args.init),
+                "command": prior.get("command"),
+                "steps": prior.get("total_steps", prior.get("steps")),
+            }
             if prior
             else None
         ),
