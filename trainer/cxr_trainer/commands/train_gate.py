@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out
         manifest = ModelManifest(
             name="input-gate",
-            version="1.0.0",
+            version="1.1.0",
             kind="gate",
             architecture={"name": "mobilenet_v3_small", "num_classes": 3, "in_chans": 1},
             labels=list(GATE_LABELS),
