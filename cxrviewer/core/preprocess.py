@@ -129,9 +129,8 @@ class Geometry:
         m = np.asarray(model_map, dtype=np.float32)
         up = cv2.resize(m, (padded_w, padded_h), interpolation=interpolation)
         inner = up[pt : pt + ch, pl : pl + cw]
-        out = np.zeros(self.original_shape, dtype=np.float32)
-        out[top:bottom, left:right] = inner
-        return out
+        h, w = self.original_shape  # one pass writes the zero frame and the map (no zero-fill, then copy)
+        return cv2.copyMakeBorder(inner, top, h - bottom, left, w - right, cv2.BORDER_CONSTANT, value=0)
 
     def from_original(self, image: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
         """Apply the same crop/pad/resize to another array on the original grid (e.g. a lung mask)."""

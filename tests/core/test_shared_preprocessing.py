@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cxrviewer.core import preprocess as preprocess_module
-from cxrviewer.core.preprocess import PreprocessSpec, SharedPreprocessing, preprocess
+from cxrviewer.core.preprocess import Geometry, PreprocessSpec, SharedPreprocessing, preprocess
 
 # the shipped gate / classifier (128 px) and lung U-Net (160 px, CLAHE) specs, and two more
 SPECS = [
@@ -92,3 +92,25 @@ def test_nested_blocks_restore_the_outer_memo():
             preprocess(b, SPECS[0])
         preprocess(a, SPECS[0])
     assert list(outer._outputs) == [SPECS[0]]
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        Geometry(original_shape=(2500, 2048), crop=(40, 2480, 0, 2048), pad=(0, 0, 196, 196), size=128),
+        Geometry(original_shape=(900, 1200), crop=(10, 890, 35, 1180), pad=(133, 132, 0, 0), size=160),
+        Geometry(original_shape=(300, 300), crop=(0, 300, 0, 300), pad=(0, 0, 0, 0), size=64),
+    ],
+)
+def test_to_original_equals_resize_and_paste_into_zeros(geometry):
+    """Geometry.to_original writes the zero frame and the map in one pass: the same numbers as the plain
+    zero-fill + resize + paste."""
+    m = np.random.default_rng(1).random((geometry.size, geometry.size)).astype(np.float32)
+    top, bottom, left, right = geometry.crop
+    pt, pb, pl, pr = geometry.pad
+    up = cv2.resize(m, (right - left + pl + pr, bottom - top + pt + pb), interpolation=cv2.INTER_LINEAR)
+    plain = np.zeros(geometry.original_shape, np.float32)
+    plain[top:bottom, left:right] = up[pt : pt + bottom - top, pl : pl + right - left]
+    out = geometry.to_original(m)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, plain)
