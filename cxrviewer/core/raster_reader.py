@@ -45,6 +45,9 @@ def read_raster(source: ImageSource, data: bytes, fmt: str) -> CxrImage:
     bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(arr.dtype, 32)
     if arr.dtype == np.uint8:
         auto = Window(127.5, 255.0, "full 8-bit range")
+    elif arr.dtype == np.uint16:  # integers are finite: no 5-Mpixel finite-mask copy of a detector image
+        low, high = cv2.minMaxLoc(arr)[:2]
+        auto = Window.from_range(float(low), float(high), "image minimum to maximum")
     else:
         finite = pixels[np.isfinite(pixels)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
