@@ -95,3 +95,33 @@ def test_fast_path_matches_the_plain_path_on_detector_size_images(shipped, detec
             np.testing.assert_allclose(r.heatmap, ref_map, atol=1e-6)
             assert r.saliency_outside_lungs == pytest.approx(ref_outside, abs=1e-4)
         assert fast.to_json()["probabilities"] == unshared.to_json()["probabilities"]
+
+
+def test_the_three_models_share_one_border_crop_and_the_128px_input(shipped, detector_images, monkeypatch):
+    """What makes the fast path fast, counted rather than timed: one border crop per analysis for the gate,
+    the lung U-Net and the classifier, and one preprocessing output for the gate's and the classifier's
+    identical 128-px specs."""
+    from cxrviewer.core import preprocess as preprocess_module
+
+    calls = {"crop": 0, "preprocess": 0}
+    real_crop, real_pre = preprocess_module.border_crop, preprocess_module._preprocess
+
+    def crop(*a, **k):
+        calls["crop"] += 1
+        return real_crop(*a, **k)
+
+    def pre(*a, **k):
+        calls["preprocess"] += 1
+        return real_pre(*a, **k)
+
+    monkeypatch.setattr(preprocess_module, "border_crop", crop)
+    monkeypatch.setattr(preprocess_module, "_preprocess", pre)
+    image = detector_images[0]
+    fast_pipe, unshared_pipe = _pipeline(shipped, True), _pipeline(shipped, False)
+    fast_pipe.load()
+    unshared_pipe.load()
+    assert fast_pipe.analyze(image).status == "ok"
+    assert calls == {"crop": 1, "preprocess": 2}  # 128 px (gate = classifier) and 160 px (U-Net)
+    calls.update(crop=0, preprocess=0)
+    assert unshared_pipe.analyze(image).status == "ok"
+    assert calls == {"crop": 3, "preprocess": 3}
