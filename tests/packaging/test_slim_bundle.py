@@ -35,7 +35,8 @@ OPENCV_ALLOWED = {
     "applyColorMap", "equalizeHist", "medianBlur", "blur", "contourArea", "boundingRect", "fillPoly",
     "polylines", "rectangle", "line", "circle", "minMaxLoc", "countNonZero", "LUT", "flip", "rotate",
     "distanceTransform", "moments", "approxPolyDP", "convexHull", "arcLength", "merge", "split", "absdiff",
-    "min", "multiply", "divide", "inRange", "imread", "imwrite", "setNumThreads", "getNumThreads",
+    "min", "multiply", "divide", "inRange", "imread", "imwrite", "setNumThreads", "getNumThreads", "sumElems",
+    "mean",
 }  # fmt: skip
 
 
