@@ -21,8 +21,9 @@ Times are medians over ``--repeats`` runs after 3 warm-up runs. Real images come
 
     .venv/bin/python benchmarks/run.py [--repeats 30] [--extra-sizes 160 128] [--images 48] [--viewer]
 
-``--viewer`` then runs the viewer's own benchmarks with the shipped models: drop → all results on screen
-(``bench_drop_to_results.py``, cold and warm, against the same steps without the viewer) and the longest
+The shipped helper models (lung U-Net, input gate) follow, in their own process (``bench_helpers.py``:
+torch eager vs ONNX Runtime, network and whole call; ``--no-helpers`` skips them). ``--viewer`` then runs
+the viewer's own benchmarks with the shipped models: drop → all results on screen (``bench_drop_to_results.py``, cold and warm, against the same steps without the viewer) and the longest
 GUI-thread stall during analyses (``bench_gui_stall.py``, against the same analysis on the GUI thread).
 """
 
@@ -69,7 +70,20 @@ def _parse() -> argparse.Namespace:
     p.add_argument(
         "--viewer", action="store_true", help="also the viewer's drop-to-results and stall benchmarks"
     )
+    p.add_argument(
+        "--no-helpers",
+        action="store_true",
+        help="skip the shipped lung U-Net and input gate (bench_helpers.py)",
+    )
     return p.parse_args()
+
+
+def run_helper_benchmark(repeats: int, threads: int | None) -> None:
+    """The shipped lung U-Net and input gate (torch eager vs ONNX Runtime, same run), in their own process."""
+    print("\n## shipped helper models: bench_helpers.py (lung U-Net, input gate)\n", flush=True)
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_helpers.py"), "--repeats", str(repeats)]
+    cmd += ["--threads", str(threads or physical_cores())]
+    subprocess.run(cmd, check=False)
 
 
 def run_viewer_benchmarks(data: Path) -> None:
@@ -329,6 +343,8 @@ def main() -> int:
                 print_table(f"{name} — {size} px ({tag})", rows, agreement, e2e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if not args.no_helpers:
+        run_helper_benchmark(args.repeats, args.threads)
     if args.viewer:
         run_viewer_benchmarks(args.data)
     if hasattr(os, "getloadavg"):
