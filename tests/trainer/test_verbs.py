@@ -76,3 +76,56 @@ def test_build_index_log_progress_and_summary(synthetic_dataset, tmp_path, capsy
     assert doc["status"] == "ok" and doc["verb"] == "build-index"
     assert doc["result"]["cases"] == 60 and doc["result"]["skipped"]["unreadable image"] == 1
     assert doc["result"]["skipped"]["near-duplicate of a kept case"] == 1
+
+
+def _dataset_with_masks(root):
+    """The synthetic dataset plus masks.csv: each readable image's dark lungs as its ``manual`` mask."""
+    import csv
+
+    import cv2
+
+    from tests.trainer.conftest import make_synthetic_dataset
+
+    labels = make_synthetic_dataset(root, per_class=6)
+    with open(labels, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if "broken" not in r["path"]]
+    with open(labels, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(root / "masks.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_path", "mask_kind", "mask_path"])
+        for r in rows:
+            img = cv2.imread(str(root / r["path"]), cv2.IMREAD_GRAYSCALE)
+            mask_rel = r["path"].replace("images/", "masks/")
+            (root / mask_rel).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / mask_rel), (cv2.GaussianBlur(img, (5, 5), 0) < 100).astype("uint8") * 255)
+            w.writerow([r["path"], "manual", mask_rel])
+    return root
+
+
+def test_train_seg_progress_summary_and_log(tmp_path, capsys):
+    data = _dataset_with_masks(tmp_path / "data")
+    out, log = tmp_path / "lung", tmp_path / "seg.json"
+    args = ["--data", str(data), "--out", str(out), "--size", "32", "--base", "4", "--minutes", "0.02"]
+    args += ["--batch", "4", "--qa-sample", "4", "--threads", "1", "--cache", str(tmp_path / "c")]
+    assert main(["train-seg", *args, "--json", str(log)]) == 0
+    stdout, err = capsys.readouterr()
+    assert "train cache" in err and "batch" in err  # progress bars
+    assert "{" not in stdout  # a readable summary, not raw JSON
+    assert (
+        f"model written to {out}" in stdout
+        and "test manual" in stdout
+        and stdout.endswith(f"JSON log: {log}\n")
+    )
+    doc = json.loads(log.read_text())
+    assert doc["status"] == "ok" and doc["verb"] == "train-seg"
+    assert [e["event"] for e in doc["events"]][:2] == ["split", "epoch"]
+    assert doc["result"]["metrics"]["test"]["manual"]["n"] > 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.safetensors",
+        "split.csv",
+    ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +54,45 @@ class RunLog:
         }
         path.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n", encoding="utf-8")
         return path
+
+
+def default_log_path(verb: str, out: str | Path) -> Path:
+    """Where a verb's run log goes when ``--json`` is not given: ``runs/<verb>-<name of OUT>.json``.
+
+    Kept out of the model folder so that the folder (and its manifest's file list) stays as it was.
+    """
+    return Path("runs") / f"{verb}-{Path(out).name}.json"
+
+
+def run_with_log(
+    verb: str,
+    args: argparse.Namespace,
+    log_path: str | Path,
+    body: Callable[[RunLog], int],
+    expected: tuple[type[BaseException], ...] = (ValueError, OSError),
+) -> int:
+    """Run ``body(log)`` and write its :class:`RunLog` to ``log_path``, also when it fails.
+
+    An ``expected`` error (bad data, missing file ...) is printed as a one-line message and gives exit code 1;
+    any other exception is logged with status ``error`` and raised again (a bug keeps its traceback), and an
+    interruption (Ctrl-C) is logged with status ``interrupted``. The last line printed is ``JSON log: PATH``.
+    """
+    log = RunLog(verb, {k: v for k, v in vars(args).items() if k != "func"})
+    try:
+        code = body(log)
+    except expected as exc:
+        print(f"cxr-trainer {verb}: {exc}", file=sys.stderr)
+        print(f"JSON log: {log.write(log_path, status='error', error=str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        log.write(log_path, status="error", error=f"{type(exc).__name__}: {exc}")
+        print(f"JSON log: {log_path}", file=sys.stderr)
+        raise
+    except BaseException:
+        log.write(log_path, status="interrupted")
+        raise
+    print(f"JSON log: {log.write(log_path)}")
+    return code
 
 
 def _jsonable(o: Any) -> Any:

@@ -8,10 +8,10 @@ patient and near-duplicate group (:func:`cxr_trainer.splits.make_split`), so no 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from cxr_trainer.datasets import read_labels_csv
 from cxr_trainer.image_cache import preprocess_uint8, read_gray
+from cxr_trainer.progress import progress
 from cxr_trainer.splits import leakage_report, make_split
 from cxrviewer.core.preprocess import PreprocessSpec, preprocess
 from cxrviewer.ml.segmentation import dice_iou, mask_to_original, postprocess_mask
@@ -74,7 +75,11 @@ def load_masked_images(
 
 
 def build_arrays(
-    images: list[MaskedImage], spec: PreprocessSpec, cache_file: Path | None = None
+    images: list[MaskedImage],
+    spec: PreprocessSpec,
+    cache_file: Path | None = None,
+    show_progress: bool = False,
+    desc: str = "seg cache",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, S, S) uint8 preprocessed images and (N, S, S) uint8 target masks (0..255, soft edges).
 
@@ -86,7 +91,7 @@ def build_arrays(
             if list(z["keys"]) == [m.key for m in images]:
                 return z["x"], z["y"]
     xs, ys = [], []
-    for m in images:
+    for m in progress(images, desc=desc, enabled=show_progress, unit="img"):
         gray = read_gray(m.path)
         xs.append(preprocess_uint8(gray, spec))
         _, geom = preprocess(gray, spec)
@@ -171,9 +176,14 @@ def train_unet(
     batch: int = 8,
     lr: float = 3e-3,
     seed: int = 0,
-    log=print,
+    on_epoch: Callable[[dict], None] | None = None,
+    show_progress: bool = False,
 ) -> TrainResult:
-    """AdamW, BCE + soft-Dice, cosine learning rate over a wall-clock budget; keeps the best-val-Dice state."""
+    """AdamW, BCE + soft-Dice, cosine learning rate over a wall-clock budget; keeps the best-val-Dice state.
+
+    ``on_epoch`` receives each epoch's history entry (epoch, loss, val_dice, elapsed_s); ``show_progress``
+    shows a bar over each epoch's batches.
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -189,7 +199,8 @@ def train_unet(
         model.train()
         perm = torch.randperm(len(xt), generator=rng)
         losses = []
-        for i in range(0, len(perm) - batch + 1, batch):
+        starts = range(0, len(perm) - batch + 1, batch)
+        for i in progress(starts, desc=f"epoch {epoch}", enabled=show_progress, unit="batch"):
             frac = min(1.0, (time.monotonic() - t0) / budget)
             for g in opt.param_groups:
                 g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
@@ -214,7 +225,8 @@ def train_unet(
                 "elapsed_s": round(time.monotonic() - t0, 1),
             }
         )
-        log(json.dumps(history[-1]))
+        if on_epoch is not None:
+            on_epoch(history[-1])
         if val > best:
             best = val
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -225,7 +237,11 @@ def train_unet(
 
 
 def evaluate_original_resolution(
-    model, images: list[MaskedImage], spec: PreprocessSpec, threshold: float = 0.5
+    model,
+    images: list[MaskedImage],
+    spec: PreprocessSpec,
+    threshold: float = 0.5,
+    show_progress: bool = False,
 ) -> dict:
     """Dice/IoU per mask source at the ORIGINAL image resolution, as the viewer computes masks.
 
@@ -239,7 +255,7 @@ def evaluate_original_resolution(
     raw: dict[str, list[float]] = defaultdict(list)
     inter_source: list[float] = []
     model.eval()
-    for m in images:
+    for m in progress(images, desc="test Dice", enabled=show_progress, unit="img"):
         gray = read_gray(m.path)
         x, geom = preprocess(gray, spec)
         with torch.inference_mode():
