@@ -19,7 +19,7 @@ VERBS = [
     ["train-gate"],
     ["build-index"],
 ]
-WITH_QUIET = {"data inspect", "train", "evaluate", "export", "build-index"}
+WITH_QUIET = {"data inspect", "train", "evaluate", "export", "build-index", "train-seg", "train-gate"}
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)
@@ -30,6 +30,8 @@ def test_every_verb_has_help(verb, capsys):
     text = capsys.readouterr().out
     assert text.startswith(f"usage: cxr-trainer {' '.join(verb)}")
     assert "--out" in text or "--json" in text  # says where its results go
+    usage, _, rest = text.partition("\n\n")
+    assert not rest.lstrip().startswith(("positional arguments", "options"))  # a description comes first
     if " ".join(verb) in WITH_QUIET:
         assert "--quiet" in text
 
@@ -129,3 +131,56 @@ def test_train_seg_progress_summary_and_log(tmp_path, capsys):
         "model.safetensors",
         "split.csv",
     ]
+
+
+def test_train_seg_and_train_gate_failures_leave_a_json_log(tmp_path, capsys):
+    missing = tmp_path / "no-such-data"
+    for verb in ("train-seg", "train-gate"):
+        out, log = tmp_path / verb, tmp_path / f"{verb}.json"
+        args = ["--data", str(missing), "--out", str(out), "--json", str(log), "--quiet"]
+        assert main([verb, *args]) == 1
+        doc = _error_log(log)
+        assert doc["verb"] == verb and "labels.csv" in doc["error"] and doc["args"]["out"] == str(out)
+        assert not out.exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("JSON log:") == 2
+
+
+def test_gate_training_shows_progress_and_reports_history(capsys):
+    """train_gate_model with a tiny network: the step counter on stderr, a history entry every 50 steps."""
+    import numpy as np
+    import torch
+    from cxr_trainer.seg.gate_training import train_gate_model
+
+    from cxrviewer.core.preprocess import PreprocessSpec
+
+    torch.set_num_threads(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, stride=4),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(3),
+    )
+    rng = np.random.default_rng(0)
+    pools = {k: rng.integers(0, 256, (6, 16, 16), dtype=np.uint8) for k in ("frontal", "lateral", "other")}
+    seen = []
+    result = train_gate_model(
+        model, pools, PreprocessSpec(size=16), 0.03, (4, 2, 4), on_history=seen.append, show_progress=True
+    )
+    assert result.steps >= 50 and seen == result.history and seen[0]["step"] == 50
+    assert "gate training" in capsys.readouterr().err
+
+
+def test_train_gate_summary_reads_the_shipped_manifest(capsys):
+    """The end-of-run summary formats the real figures of the shipped gate (no raw JSON)."""
+    from cxr_trainer.commands.train_gate import _print_summary
+
+    from cxrviewer.ml.manifest import load_manifest
+    from tests.conftest import REPO_ROOT
+
+    manifest = load_manifest(REPO_ROOT / "models" / "input-gate", verify=False)
+    _print_summary(manifest.metrics)
+    out = capsys.readouterr().out
+    r = manifest.metrics["frontal_cxr_pass"]
+    assert f"frontal CXRs passed: {100 * r['rate']:.1f} % ({r['k']}/{r['n']})" in out
+    assert "non-CXR refused:" in out and "DICOM CXRs passed:" in out and "{" not in out

@@ -23,7 +23,14 @@ DEFAULT_DATA = Path("../shared/data/cxr")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-gate", help="train and measure the input gate (view + out-of-distribution)")
+    p = sub.add_parser(
+        "train-gate",
+        help="train and measure the input gate (view + out-of-distribution)",
+        description="Train the input gate (frontal / lateral / not a CXR, plus a Mahalanobis out-of-distribution "
+        "distance) for a wall-clock budget, choose its thresholds on validation frontals and measure the saved "
+        "OUT folder on held-out frontals, laterals, non-CXR images and real DICOMs. The run log goes to --json "
+        "(default runs/train-gate-<name of OUT>.json).",
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="bundle folder with labels.csv")
     p.add_argument(
         "--dicom",
@@ -57,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LUNG_MODEL",
         help="measure the gate with the lung-mask quality check of this lung model as a 4th check",
     )
+    p.add_argument(
+        "--json", dest="json_out", type=Path, help="run log (default runs/train-gate-<OUT name>.json)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -67,12 +78,26 @@ def _rate(flags: list[bool]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Entry point of ``cxr-trainer train-gate``: train (unless --evaluate-only), measure, summarise, log."""
+    from cxr_trainer.datasets import DatasetError
+    from cxr_trainer.image_cache import ImageReadError
+    from cxr_trainer.progress import default_log_path, run_with_log
+    from cxr_trainer.splits import LeakageError
+    from cxrviewer.ml.manifest import ModelIntegrityError
+
+    log_path = args.json_out or default_log_path("train-gate", args.out)
+    expected = (DatasetError, ImageReadError, LeakageError, ModelIntegrityError, ValueError, OSError)
+    return run_with_log("train-gate", args, log_path, lambda log: _train(args, log), expected)
+
+
+def _train(args: argparse.Namespace, log) -> int:
     import numpy as np
     import torch
     from safetensors.torch import save_file
 
     from cxr_trainer.datasets import read_labels_csv
     from cxr_trainer.image_cache import build_cache, read_gray
+    from cxr_trainer.progress import progress
     from cxr_trainer.seg import negatives as neg
     from cxr_trainer.seg.gate_training import (
         fit_mahalanobis,
@@ -82,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         train_gate_model,
         view_class,
     )
-    from cxr_trainer.splits import leakage_report, make_split, write_split_csv
+    from cxr_trainer.splits import LeakageError, leakage_report, make_split, write_split_csv
     from cxrviewer.core.preprocess import PreprocessSpec
     from cxrviewer.ml.gate import GATE_LABELS, GateRules, InputGate, modality_check
     from cxrviewer.ml.manifest import ModelManifest, record_file, write_manifest
@@ -91,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     t_start = time.time()
+    show = not args.quiet
     say = lambda s: print(s, flush=True)  # noqa: E731
     spec = PreprocessSpec(size=args.size)
     ds = read_labels_csv(args.data / "labels.csv")
@@ -99,13 +125,15 @@ def run(args: argparse.Namespace) -> int:
     plan = make_split(recs, ds.near_duplicates, labels=views, fractions=(0.7, 0.1, 0.2), seed=args.seed)
     leak = leakage_report(recs, ds.near_duplicates, plan.assignment)
     if not leak.ok:
-        raise SystemExit(leak.summary())
-    cache = build_cache(recs, spec, args.cache, show_progress=False, desc="gate cache")
+        raise LeakageError(leak.summary())
+    cache = build_cache(recs, spec, args.cache, show_progress=show, desc="gate cache")
     by = defaultdict(list)
     for i, (r, v) in enumerate(zip(recs, views, strict=True)):
         if i not in cache.failed:
             by[(plan.assignment[r.key], v)].append(i)
-    say(json.dumps({f"{s}/{v}": len(ix) for (s, v), ix in sorted(by.items())}))
+    split_counts = {f"{s}/{v}": len(ix) for (s, v), ix in sorted(by.items())}
+    log.event("split", **split_counts)
+    say("split: " + ", ".join(f"{k} {n}" for k, n in split_counts.items()))
 
     # non-CXR material: DICOMs split by picture, generated families by seed, photo families held out
     rng = random.Random(args.seed)
@@ -133,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         + neg.photo_crops(held_photos, 2, args.seed + 1)
     )
     seen = {it.family for it in other_train}
+    log.event("non_cxr", train=len(other_train), test=len(other_test))
     say(f"non-CXR: {len(other_train)} train, {len(other_test)} test")
 
     if not args.evaluate_only:
@@ -150,7 +179,21 @@ def run(args: argparse.Namespace) -> int:
             model.load_state_dict(start.state_dict())
             prior = dict(start_manifest.training)
             say(f"continuing from {args.init} ({prior.get('total_steps', prior.get('steps'))} steps)")
-        result = train_gate_model(model, pools, spec, args.minutes, lr=args.lr, seed=args.seed, log=say)
+
+        def on_history(h: dict) -> None:
+            log.event("steps", **h)
+            say(f"step {h['step']}: loss {h['loss']:.4f}  ({h['elapsed_s']:.0f} s)")
+
+        result = train_gate_model(
+            model,
+            pools,
+            spec,
+            args.minutes,
+            lr=args.lr,
+            seed=args.seed,
+            on_history=on_history,
+            show_progress=show,
+        )
 
         # OOD statistics from training frontals; thresholds from validation frontals only
         sub = sorted(rng.sample(by[("train", "frontal")], min(3000, len(by[("train", "frontal")]))))
@@ -166,7 +209,11 @@ def run(args: argparse.Namespace) -> int:
             "chosen_on": "validation frontal CXRs: 0.3rd percentile of the frontal score (at most 0.5), "
             "99.7th percentile of the Mahalanobis distance + 5 %",
         }
-        say(json.dumps(thresholds))
+        log.event("thresholds", **thresholds)
+        say(
+            f"thresholds (validation frontals): frontal score >= {thresholds['min_frontal']:.3f}, "
+            f"Mahalanobis distance <= {thresholds['max_distance']:.1f}"
+        )
 
         out = args.out
         manifest = ModelManifest(
@@ -206,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         lung = LungSegmenter(args.with_lung_qa, threads=args.threads)
     gate = InputGate(out, lung_segmenter=lung)
     metrics: dict = {}
-    test_front = [read_gray(recs[i].path) for i in by[("test", "frontal")]]
+    test_front = [read_gray(recs[i].path) for i in progress(by[("test", "frontal")], "test frontals", show)]
     res = gate.check_many(test_front)
     src = [recs[i].source for i in by[("test", "frontal")]]
     metrics["frontal_cxr_pass"] = _rate([r.ok for r in res])
@@ -261,14 +308,16 @@ def run(args: argparse.Namespace) -> int:
         **_rate([r.ok for r in res_d]),
         "files": {n: r.message for n, r in zip(names, res_d, strict=True)},
     }
-    say(json.dumps(metrics, indent=1))
+    log.result = {"out": str(out), "metrics": metrics}
 
     if args.evaluate_only:
         name = "lung_qa" if lung is not None else "gate"
         report = Path("runs") / f"evaluation_{name}.json"
         report.parent.mkdir(exist_ok=True)
         report.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-        say(f"wrote {report}")
+        say(f"\nmeasured {out}  ({(time.time() - t_start) / 60:.1f} min)")
+        _print_summary(metrics)
+        say(f"  measurements: {report}")
         return 0
     manifest.metrics = metrics
     manifest.training = {
@@ -304,6 +353,30 @@ def run(args: argparse.Namespace) -> int:
     write_manifest(out, manifest)
     from cxr_trainer.helper_export import export_helper_onnx
 
-    say(f"ONNX graph: {export_helper_onnx(out, data=args.data)}")  # so the CPU build can run the gate
-    say(f"wrote {out}")
+    onnx = export_helper_onnx(out, data=args.data)  # so the CPU build can run the gate
+    log.result["onnx"] = onnx
+    say(f"\nmodel written to {out}  ({(time.time() - t_start) / 60:.1f} min)")
+    say(f"  {result.steps} steps in {result.seconds / 60:.1f} min")
+    _print_summary(metrics)
+    say(f"  ONNX graph: {onnx['onnx']} (max |onnx - torch| {onnx['max_abs_diff']:.2e})")
     return 0
+
+
+def _pct(r: dict) -> str:
+    """``{"n": 200, "k": 198, "rate": 0.99}`` as ``99.0 % (198/200)``."""
+    return f"{100 * r['rate']:.1f} % ({r['k']}/{r['n']})" if r["n"] else "n/a (none)"
+
+
+def _print_summary(metrics: dict) -> None:
+    """The gate's measured figures, one line each (the full table is in the manifest and the run log)."""
+    by_source = ", ".join(f"{s} {_pct(r)}" for s, r in metrics["frontal_cxr_pass_by_source"].items())
+    print(f"  frontal CXRs passed: {_pct(metrics['frontal_cxr_pass'])}  [{by_source}]")
+    print(f"  laterals refused (test + val): {_pct(metrics['lateral_refused_test_and_val'])}")
+    print(
+        f"  non-CXR refused: {_pct(metrics['non_cxr_refused'])}; from pixels alone "
+        f"{_pct(metrics['non_cxr_refused_from_pixels_alone'])}; families unseen in training "
+        f"{_pct(metrics['non_cxr_refused_unseen_families'])}"
+    )
+    worst = sorted(metrics["non_cxr_refused_by_family"].items(), key=lambda kv: kv[1]["rate"])[:3]
+    print("  least refused families: " + ", ".join(f"{f} {_pct(r)}" for f, r in worst))
+    print(f"  DICOM CXRs passed: {_pct(metrics['dicom_cxr_pass'])}")

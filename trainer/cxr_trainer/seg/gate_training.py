@@ -8,14 +8,16 @@ among pydicom's own test files) to measure how the gate treats kinds of image it
 
 from __future__ import annotations
 
-import json
+import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from cxr_trainer.datasets import Record
+from cxr_trainer.progress import progress
 from cxr_trainer.seg.negatives import Item
 from cxrviewer.core.preprocess import PreprocessSpec, preprocess
 
@@ -77,12 +79,14 @@ def train_gate_model(
     batch_mix: tuple[int, int, int] = (20, 8, 20),
     lr: float = 2e-3,
     seed: int = 0,
-    log=print,
+    on_history: Callable[[dict], None] | None = None,
+    show_progress: bool = False,
 ) -> GateTrainResult:
     """Train on class-balanced batches (frontal, lateral, other counts per batch) for a wall-clock budget.
 
     Laterals are few (tens), so each batch re-samples them with augmentation; the loss is plain cross-entropy
-    on the balanced batch (the balance is the class weighting).
+    on the balanced batch (the balance is the class weighting). Every 50 steps a history entry (step, loss,
+    elapsed_s) is appended and passed to ``on_history``; ``show_progress`` shows a step counter.
     """
     import torch
     import torch.nn.functional as F
@@ -93,7 +97,9 @@ def train_gate_model(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     budget, t0, step, history, losses = minutes * 60.0, time.monotonic(), 0, [], []
     model.train()
-    while time.monotonic() - t0 < budget:
+    for _ in progress(itertools.count(), desc="gate training", enabled=show_progress, unit="step"):
+        if time.monotonic() - t0 >= budget:
+            break
         frac = (time.monotonic() - t0) / budget
         for g in opt.param_groups:
             g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
@@ -112,7 +118,8 @@ def train_gate_model(
                     "elapsed_s": round(time.monotonic() - t0, 1),
                 }
             )
-            log(json.dumps(history[-1]))
+            if on_history is not None:
+                on_history(history[-1])
     recalibrate_batchnorm(model, lambda: _batch(tensors, batch_mix, rng, spec)[0])
     model.eval()
     return GateTrainResult(step, time.monotonic() - t0, history)
