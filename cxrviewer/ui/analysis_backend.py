@@ -55,7 +55,7 @@ class PipelineAnalyzer:
         self.notes = list(notes or [])  # helpers that failed to load, added to every result's warnings
         self.libraries = libraries
         self.user_library = user_library
-        self._torch_model = None  # loaded on the first occlusion request
+        self._torch_model = None  # loaded on the first occlusion request on a torch backend
 
     @property
     def available_tasks(self) -> tuple[str, ...]:
@@ -81,16 +81,18 @@ class PipelineAnalyzer:
         when ``should_cancel()`` fires, :class:`AnalysisCancelled` is raised. Returns the explain module's
         ``Heatmap`` (``map``, ``method``, ``outside_lung_fraction``, ``warning``).
         """
-        import torch
-
-        from cxrviewer.ml.explain import OcclusionCancelled, explain_occlusion, normalize_map
-        from cxrviewer.ml.model_io import load_classifier
+        from cxrviewer.ml.explain import OcclusionCancelled, normalize_map
+        from cxrviewer.ml.explain.predictor_occlusion import (
+            explain_occlusion_with_predictor,
+            load_torch_occlusion_model,
+            runs_on_onnxruntime,
+        )
         from cxrviewer.ml.predictor import model_input
         from cxrviewer.ui.overlay_data import prepare_heatmap
 
         predictor = self.pipeline.load()
-        if self._torch_model is None:
-            self._torch_model, _ = load_classifier(predictor.model_dir)
+        if self._torch_model is None and not runs_on_onnxruntime(predictor):  # ONNX Runtime needs no torch
+            self._torch_model = load_torch_occlusion_model(predictor)
         if class_name not in predictor.labels:
             raise ValueError(f"the model has no class {class_name!r}")
         display = image.display()
@@ -102,14 +104,15 @@ class PipelineAnalyzer:
                 progress(done, total, full, prepare_heatmap(full, lung_mask))
 
         try:
-            return explain_occlusion(
-                self._torch_model,
-                torch.from_numpy(x),
+            return explain_occlusion_with_predictor(
+                predictor,
+                x,
                 predictor.labels.index(class_name),
                 geometry,
                 lung_mask,
                 progress=report,
                 should_cancel=should_cancel,
+                torch_model=self._torch_model,
             )
         except OcclusionCancelled as exc:
             raise AnalysisCancelled(str(exc)) from exc

@@ -8,8 +8,12 @@ Submodules, each with one job:
   for the ONNX Runtime backend;
 - :mod:`.gradcam` (torch): :func:`forward_with_cam` (scores and all class maps from one forward pass) and
   the hook-based :func:`gradcam_reference`;
+- :mod:`.occlusion_core` (numpy): :class:`OcclusionSettings`, :class:`OcclusionCancelled` and
+  :func:`occlusion_map_batched`, the same batched loop over any ``run_logits`` function (ONNX Runtime);
 - :mod:`.occlusion` (torch): :func:`occlusion_map` (batched, coarse-to-fine, cancellable) and the naive
   reference :func:`occlusion_map_naive`;
+- :mod:`.predictor_occlusion` (no torch on ONNX Runtime): :func:`explain_occlusion_with_predictor` and
+  :func:`predictor_occlusion_map`, occlusion on the backend that serves a loaded predictor;
 - :mod:`.api` (torch): :func:`explain_gradcam` and :func:`explain_occlusion`, which return a
   :class:`Heatmap` on the original image;
 - :mod:`.grid` (matplotlib): :func:`render_example_grid` for the trainer report.
@@ -32,11 +36,15 @@ _EXPORTS = {
     "cam_from_features": "cam",
     "forward_with_cam": "gradcam",
     "gradcam_reference": "gradcam",
-    "OcclusionCancelled": "occlusion",
-    "OcclusionSettings": "occlusion",
+    "OcclusionCancelled": "occlusion_core",
+    "OcclusionSettings": "occlusion_core",
+    "occlusion_map_batched": "occlusion_core",
+    "occlusion_offsets": "occlusion_core",
     "occlusion_map": "occlusion",
     "occlusion_map_naive": "occlusion",
-    "occlusion_offsets": "occlusion",
+    "explain_occlusion_with_predictor": "predictor_occlusion",
+    "predictor_occlusion_map": "predictor_occlusion",
+    "runs_on_onnxruntime": "predictor_occlusion",
     "explain_gradcam": "api",
     "explain_occlusion": "api",
     "GridItem": "grid",
