@@ -2,6 +2,10 @@
 vs the batched fast path, and the downscaled approximation with its error), with ratios from the same run.
 
     .venv/bin/python benchmarks/bench_explain.py [--repeats 3] [--threads 2] [--image path.jpg]
+    .venv/bin/python benchmarks/bench_explain.py --model models/cxr-classifier --skip-naive
+
+With ``--model`` and a model folder that ships ``model.onnx``, the same occlusion also runs on ONNX Runtime
+(the predictor's session, as the viewer does; no torch on that path) and is compared with the torch fast path.
 
 ResNet-18 classifier (random weights: timing does not depend on them), 224 px, 1 input channel, 3 classes.
 Goals: Grad-CAM <= 1.2 x one forward; paper-style occlusion (13 x 13 = 169 positions) <= 1.0 s.
@@ -25,6 +29,8 @@ from cxrviewer.ml.explain import (
     gradcam_reference,
     occlusion_map,
     occlusion_map_naive,
+    occlusion_offsets,
+    predictor_occlusion_map,
 )
 from cxrviewer.ml.registry import create_model
 
@@ -87,12 +93,21 @@ def main(argv: list[str] | None = None) -> None:
         model = create_model("resnet18", 3, 1).eval()
         name = "ResNet-18"
     x, source = _input(args.image, args.size)
+    predictor = None
+    if args.model and (Path(args.model) / "model.onnx").is_file():
+        from cxrviewer.ml.predictor import Predictor, PredictorSettings
+
+        predictor = Predictor.load(
+            args.model, backend="onnxruntime-cpu-fp32", settings=PredictorSettings(threads=args.threads)
+        )
     cls = 0
     settings = OcclusionSettings()
     window, stride = settings.resolved(args.size)
+    positions = len(occlusion_offsets(args.size, window, stride)) ** 2
     print(f"{name}, {args.size} px, 1 channel, {args.threads} threads, input: {source}")
     print(
-        f"occlusion: window {window}, stride {stride}, fill {settings.fill}, batch {settings.batch_size}",
+        f"occlusion: window {window}, stride {stride}, {positions} positions, fill {settings.fill}, "
+        f"batch {settings.batch_size}",
         flush=True,
     )
 
@@ -113,13 +128,29 @@ def main(argv: list[str] | None = None) -> None:
         first_map.append(marks[0] if marks else float("nan"))
         return out
 
+    ort_first: list[float] = []
+
+    def ort_occlusion() -> np.ndarray:
+        t0 = time.perf_counter()
+        marks: list[float] = []
+
+        def progress(done: int, total: int, _m: np.ndarray) -> None:
+            marks.append(time.perf_counter() - t0)
+
+        out = predictor_occlusion_map(predictor, x.numpy(), cls, settings, progress=progress)
+        ort_first.append(marks[0] if marks else float("nan"))
+        return out
+
+    if predictor is not None:
+        ort_occlusion()  # warm-up
     for fn in (forward, lambda: forward_with_cam(model, x), lambda: gradcam_reference(model, x, cls)):
         fn()  # warm-up
     times: dict[str, list[float]] = {
         k: [] for k in ("forward", "cam_fast", "cam_hook", "occ_fast", "occ_half")
     }
     times["occ_naive"] = []
-    exact = approx = naive = None
+    times["occ_ort"] = []
+    exact = approx = naive = ort = None
     for _ in range(args.repeats):
         times["forward"].append(_time(forward))
         times["cam_fast"].append(_time(lambda: forward_with_cam(model, x)))
@@ -130,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         approx = occlusion_map(model, x, cls, OcclusionSettings(scale=0.5))
         times["occ_half"].append(time.perf_counter() - t0)
+        if predictor is not None:
+            t0 = time.perf_counter()
+            ort = ort_occlusion()
+            times["occ_ort"].append(time.perf_counter() - t0)
         if not args.skip_naive:
             t0 = time.perf_counter()
             naive = occlusion_map_naive(model, x, cls, settings)
@@ -145,11 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         ("occlusion naive eager loop (169 forwards)", "occ_naive"),
         ("occlusion fast path, exact", "occ_fast"),
         ("occlusion fast path, scale 0.5 (approximation)", "occ_half"),
+        ("occlusion on ONNX Runtime, exact (no torch)", "occ_ort"),
     ]
     for label, key in rows:
         if key in med:
             print(f"{label:44s} {med[key]:9.3f}   {', '.join(f'{t:.3f}' for t in times[key])}")
-    print(f"{'occlusion fast path: first (coarse 7x7) map':44s} {statistics.median(first_map):9.3f}")
+    print(f"{'occlusion fast path: first (coarse) map':44s} {statistics.median(first_map):9.3f}")
+    if ort_first:
+        print(f"{'occlusion on ONNX Runtime: first (coarse) map':44s} {statistics.median(ort_first):9.3f}")
     print("\nratios")
     print(f"  Grad-CAM fast / forward          {med['cam_fast'] / med['forward']:6.2f}x   (goal <= 1.2x)")
     print(f"  Grad-CAM hook / fast             {med['cam_hook'] / med['cam_fast']:6.2f}x")
@@ -161,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  occlusion fast exact {med['occ_fast']:.2f} s, scale 0.5 {med['occ_half']:.2f} s   (goal <= 1.0 s)"
     )
+    if "occ_ort" in med:
+        print(f"  occlusion torch fast / ONNX Runtime {med['occ_fast'] / med['occ_ort']:6.2f}x")
+        print(f"  ONNX Runtime vs torch fast: max |diff| = {np.abs(ort - exact).max():.1e} (raw score drops)")
     rho = _spearman(exact, approx)
     peak_e = np.unravel_index(int(exact.argmax()), exact.shape)
     peak_a = np.unravel_index(int(approx.argmax()), approx.shape)
