@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cxrviewer.core.preprocess import PreprocessSpec, preprocess, to_uint8
-from cxrviewer.ml.backends.helper_backend import ChosenBackend
+from cxrviewer.ml.backends.selection import ChosenBackend
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "input-gate"
 GATE_LABELS = ("frontal", "lateral", "other")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrviewer.core.preprocess import Geometry, PreprocessSpec, preprocess
-from cxrviewer.ml.backends.selection import BackendChoice, explicit_backend, select_backend
+from cxrviewer.ml.backends.selection import BackendChoice, ChosenBackend, explicit_backend, select_backend
 from cxrviewer.ml.explain.cam import cam_from_features
 from cxrviewer.ml.manifest import ModelIntegrityError, ModelManifest, load_manifest
 from cxrviewer.ml.retrieval import l2_normalise
@@ -176,7 +176,7 @@ def _build_backend(
     return TorchBackend(model, device=device, dtype=dtype, threads=settings.threads)
 
 
-class Predictor:
+class Predictor(ChosenBackend):
     """A loaded classifier on one backend. Create with :meth:`load`; thread-compatible, not thread-safe."""
 
     def __init__(
@@ -244,16 +244,6 @@ class Predictor:
         if settings.warmup:
             predictor.warmup()
         return predictor
-
-    @property
-    def backend(self) -> str:
-        """Name of the backend in use, e.g. ``onnxruntime-cpu-fp32``."""
-        return self._choice.name
-
-    @property
-    def backend_reason(self) -> str:
-        """Why this backend was chosen (one sentence)."""
-        return self._choice.reason
 
     @property
     def model_id(self) -> str:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from cxrviewer.core.preprocess import Geometry, PreprocessSpec, preprocess
-from cxrviewer.ml.backends.helper_backend import ChosenBackend
+from cxrviewer.ml.backends.selection import ChosenBackend
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "lung-unet"
 ABLATION_MODES = ("lungs-only", "lungs-removed")

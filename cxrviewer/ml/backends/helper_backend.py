@@ -49,22 +49,6 @@ def choose_helper_backend(
     return BackendChoice(choice.name, reason, choice.onnx_role)
 
 
-class ChosenBackend:
-    """Mixin for objects holding a :class:`BackendChoice` in ``_choice``: its name and reason."""
-
-    _choice: BackendChoice
-
-    @property
-    def backend(self) -> str:
-        """Name of the backend in use, e.g. ``onnxruntime-cpu-fp32``."""
-        return self._choice.name
-
-    @property
-    def backend_reason(self) -> str:
-        """Why this backend was chosen (one sentence)."""
-        return self._choice.reason
-
-
 class OrtGraph:
     """An exported helper graph on ONNX Runtime (CPU); checks that the graph has the expected outputs.
 

@@ -49,6 +49,22 @@ class BackendChoice:
         return self.name.startswith("torch-")
 
 
+class ChosenBackend:
+    """Mixin for objects holding a :class:`BackendChoice` in ``_choice``: its name and reason."""
+
+    _choice: BackendChoice
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend in use, e.g. ``onnxruntime-cpu-fp32``."""
+        return self._choice.name
+
+    @property
+    def backend_reason(self) -> str:
+        """Why this backend was chosen (one sentence)."""
+        return self._choice.reason
+
+
 def nvidia_driver_present() -> bool:
     """A cheap check that needs no torch import: could this machine have a CUDA device at all?
 
