@@ -5,14 +5,9 @@ holds Python's GIL), and the CPU installer, which has no torch, had no occlusion
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-
-import pytest
 
 from cxrviewer.ml.explain import OcclusionSettings, occlusion_offsets
-from tests.conftest import REPO_ROOT
+from tests.helpers.shipped_subprocess import run_on_shipped_models
 
 OCCLUDE = """
 import json, sys
@@ -40,21 +35,7 @@ print(json.dumps({
 
 
 def test_viewer_occlusion_with_the_shipped_model_never_imports_torch(tmp_path, shared_data):
-    from cxrviewer.resources import models_dir
-
-    if not (models_dir() / "cxr-classifier" / "model.onnx").is_file():
-        pytest.skip("no shipped classifier")
-    image = sorted((shared_data / "cxr" / "images" / "cohen").glob("*.jpg"))[0]
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-c", OCCLUDE, str(image)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_on_shipped_models(OCCLUDE, tmp_path, shared_data)
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["backend"].startswith("onnxruntime")
     assert got["shape"] == got["image"] and got["finite"] and got["peak"] > 0

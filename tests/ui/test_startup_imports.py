@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import REPO_ROOT
+from tests.helpers.shipped_subprocess import run_on_shipped_models
 
 CODE = """
 import sys
@@ -54,21 +53,7 @@ def test_default_analysis_never_imports_torch(tmp_path, shared_data):
     """What the analysis thread runs by default (shipped classifier, gate, lung U-Net, reference library,
     overlays) works on ONNX Runtime alone: importing torch there froze the window for ~1 s (measured 880 ms
     to 1,073 ms by benchmarks/bench_gui_stall.py) because the import holds Python's GIL."""
-    from cxrviewer.resources import models_dir
-
-    if not (models_dir() / "cxr-classifier" / "model.onnx").is_file():
-        pytest.skip("no shipped classifier")
-    image = sorted((shared_data / "cxr" / "images" / "cohen").glob("*.jpg"))[0]
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(tmp_path))  # no user library
-    out = subprocess.run(
-        [sys.executable, "-c", ANALYSE, str(image)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_on_shipped_models(ANALYSE, tmp_path, shared_data)  # no user library
     status, has_mask, neighbours, torch_loaded = out.stdout.split()
     assert status == "ok" and has_mask == "True" and int(neighbours) > 0
     assert torch_loaded == "False"
