@@ -110,12 +110,9 @@ def occlusion_map(
     settings = settings or OcclusionSettings()
     x = _as_single(x)
     height, width = x.shape[-2:]
-    window, stride = settings.resolved(min(height, width))
-    if settings.scale < 1.0:
-        small = (max(8, round(height * settings.scale)), max(8, round(width * settings.scale)))
+    small, window, stride = settings.working_grid(height, width)
+    if small is not None:
         x = F.interpolate(x, size=small, mode="bilinear", antialias=True, align_corners=False)
-        window = max(1, round(window * settings.scale))
-        stride = max(1, round(stride * settings.scale))
     model.eval()
 
     def run_logits(batch: np.ndarray) -> np.ndarray:

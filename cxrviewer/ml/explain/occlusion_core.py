@@ -80,6 +80,15 @@ class OcclusionSettings:
         stride = self.stride if self.stride is not None else max(1, window // 2)
         return window, stride
 
+    def working_grid(self, height: int, width: int) -> tuple[tuple[int, int] | None, int, int]:
+        """``(reduced (h, w) or None, window, stride)`` for a ``height`` × ``width`` input: with ``scale`` < 1
+        the occlusion runs on an image reduced to ``reduced`` with window and stride scaled alike."""
+        window, stride = self.resolved(min(height, width))
+        if self.scale >= 1.0:
+            return None, window, stride
+        small = (max(8, round(height * self.scale)), max(8, round(width * self.scale)))
+        return small, max(1, round(window * self.scale)), max(1, round(stride * self.scale))
+
 
 def occlusion_offsets(size: int, window: int, stride: int) -> list[int]:
     """Top/left offsets of the patch along one axis; the last window always touches the far edge."""
@@ -210,12 +219,9 @@ def occlusion_map_batched(
     settings = settings or OcclusionSettings()
     x = as_single_input(x)
     height, width = x.shape[-2:]
-    window, stride = settings.resolved(min(height, width))
-    if settings.scale < 1.0:
-        small = (max(8, round(height * settings.scale)), max(8, round(width * settings.scale)))
+    small, window, stride = settings.working_grid(height, width)
+    if small is not None:
         x = np.stack([cv2.resize(p, (small[1], small[0]), interpolation=cv2.INTER_AREA) for p in x[0]])[None]
-        window = max(1, round(window * settings.scale))
-        stride = max(1, round(stride * settings.scale))
     return occlude_positions(
         run_logits, x, class_index, window, stride, (height, width), settings, progress, should_cancel
     )
