@@ -10,11 +10,8 @@ from cxrviewer.ml.backends.threads import physical_cores
 
 
 def import_onnxruntime():
-    """Import ONNX Runtime with its telemetry off (environment switch set by ``cxrviewer/__init__``, plus
-    the runtime switch for builds that only honour that one)."""
-    import os
-
-    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    """Import ONNX Runtime with its telemetry off: the environment switch is already set by importing
+    ``cxrviewer`` (see its ``__init__``); the runtime switch is added for builds that only honour that one."""
     import onnxruntime as ort
 
     ort.disable_telemetry_events()
