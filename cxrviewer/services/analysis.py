@@ -121,15 +121,13 @@ def read_display_image(location: str | Path | ImageSource) -> np.ndarray:
     Raises:
         LoadError: the file is missing or not a readable image.
     """
-    from cxrviewer.core.loader import load_image  # pydicom and OpenCV load on first use, not at import
-
-    return load_image(location).display()
+    return read_display_image_and_modality(location)[0]
 
 
 def read_display_image_and_modality(location: str | Path | ImageSource) -> tuple[np.ndarray, str | None]:
     """Like :func:`read_display_image`, with the DICOM Modality (None for raster images or when absent), which
     the input gate uses to refuse e.g. CT or ultrasound by name."""
-    from cxrviewer.core.loader import load_image
+    from cxrviewer.core.loader import load_image  # pydicom and OpenCV load on first use, not at import
 
     loaded = load_image(location)
     modality = loaded.metadata.get("modality") if loaded.format == "DICOM" else None
